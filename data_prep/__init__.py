@@ -1,0 +1,1 @@
+"""Converters that turn public NER datasets into the project's JSONL records."""

@@ -1,0 +1,167 @@
+"""CrossNER BIO files → one JSONL sentence record per line (``data_prep.records`` layout).
+
+CrossNER (Liu et al. 2021, MIT) ships ``<domain>/<split>.txt`` with one ``token<TAB>tag`` per line
+and a blank line between sentences. Tokens are kept exactly as given (pre-split, e.g. "Clash ' s"),
+so ``text`` is the space-joined tokens and every gold span is token-aligned. Unlike UniNER's
+converted files, an entity that ends on a sentence's last token is kept.
+
+Malformed input fails with ``file:line``: a line without a tab, a tag that is not ``O``/``B-x``/
+``I-x``. An ``I-x`` that does not continue an ``x`` entity fails too, unless ``--repair`` is given:
+then it starts a new ``x`` entity (the IOB1 reading of such a tag) and is counted.
+
+    python -m data_prep.crossner --src ../shared/data/crossner --out data/crossner
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_prep.cli import make_parser, run
+from data_prep.io import DataError
+from data_prep.mappings import CROSSNER_DOMAINS
+from data_prep.records import Sentence, Span, save_sentences
+
+SPLITS = ("train", "dev", "test")
+
+# Published test-split sizes (sentences, entity spans): a mismatch means a changed or cut file.
+EXPECTED_TEST_COUNTS = {
+    "ai": (431, 1809),
+    "literature": (416, 2266),
+    "music": (465, 3336),
+    "politics": (651, 4209),
+    "science": (543, 3089),
+}
+
+
+@dataclass
+class ConversionStats:
+    sentences: int = 0
+    entities: int = 0
+    repaired_orphan_i: int = 0
+    per_type: Counter[str] = field(default_factory=Counter)
+
+
+def parse_bio(
+    path: str | os.PathLike[str], domain: str, split: str, repair: bool = False
+) -> tuple[list[Sentence], ConversionStats]:
+    """Parse one CrossNER BIO file; ids are ``<domain>-<split>-<index>`` (stable, 0-based)."""
+    stats = ConversionStats()
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    spans: list[Span] = []
+    open_start: int | None = None
+    open_type: str | None = None
+
+    def close_entity() -> None:
+        nonlocal open_start, open_type
+        if open_start is not None and open_type is not None:
+            spans.append(Span(open_start, len(tokens), open_type, " ".join(tokens[open_start:])))
+        open_start, open_type = None, None
+
+    def close_sentence() -> None:
+        nonlocal tokens, spans
+        close_entity()
+        if tokens:
+            sentence_id = f"{domain}-{split}-{len(sentences)}"
+            sentences.append(Sentence(sentence_id, domain, tokens, spans))
+            stats.entities += len(spans)
+            stats.per_type.update(s.type for s in spans)
+        tokens, spans = [], []
+
+    with open(path, encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                close_sentence()
+                continue
+            if "\t" not in line:
+                raise DataError(path, number, f"expected 'token<TAB>tag', got {line!r}")
+            token, tag = line.split("\t", 1)
+            tag = tag.strip()
+            if not token:
+                raise DataError(path, number, "empty token")
+            if tag == "O":
+                close_entity()
+            elif tag[:2] in ("B-", "I-") and len(tag) > 2:
+                kind, etype = tag[0], tag[2:]
+                if kind == "I" and open_type != etype:
+                    if not repair:
+                        after = f"'{open_type}' entity" if open_type else "no entity"
+                        hint = "(use --repair to start one)"
+                        raise DataError(path, number, f"tag {tag!r} continues {after} {hint}")
+                    stats.repaired_orphan_i += 1
+                    kind = "B"
+                if kind == "B":
+                    close_entity()
+                    open_start, open_type = len(tokens), etype
+            else:
+                raise DataError(path, number, f"tag {tag!r} is not O, B-<type> or I-<type>")
+            tokens.append(token)
+    close_sentence()
+    stats.sentences = len(sentences)
+    return sentences, stats
+
+
+def convert(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    domains: tuple[str, ...] = CROSSNER_DOMAINS,
+    splits: tuple[str, ...] = SPLITS,
+    repair: bool = False,
+) -> dict[tuple[str, str], ConversionStats]:
+    """Convert ``SRC/<domain>/<split>.txt`` to ``OUT/<domain>/<split>.jsonl`` (atomic writes)."""
+    results: dict[tuple[str, str], ConversionStats] = {}
+    for domain in domains:
+        for split in splits:
+            source = Path(src) / domain / f"{split}.txt"
+            if not source.is_file():
+                hint = "file not found (is --src the CrossNER ner_data dir?)"
+                raise DataError(source, None, hint)
+            sentences, stats = parse_bio(source, domain, split, repair=repair)
+            save_sentences(Path(out) / domain / f"{split}.jsonl", sentences)
+            results[(domain, split)] = stats
+    return results
+
+
+def check_published_counts(results: dict[tuple[str, str], ConversionStats]) -> list[str]:
+    """Describe every converted test split whose size differs from the published CrossNER one."""
+    problems = []
+    for (domain, split), stats in results.items():
+        expected = EXPECTED_TEST_COUNTS.get(domain) if split == "test" else None
+        if expected and (stats.sentences, stats.entities) != expected:
+            problems.append(
+                f"{domain}/test: {stats.sentences} sentences / {stats.entities} entities, "
+                f"published {expected[0]} / {expected[1]}"
+            )
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--src", required=True, help="CrossNER ner_data dir (<domain>/<split>.txt)")
+    parser.add_argument("--out", required=True, help="output dir: OUT/<domain>/<split>.jsonl")
+    parser.add_argument("--domains", nargs="+", default=list(CROSSNER_DOMAINS))
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--repair", action="store_true", help="turn orphan I-x tags into B-x")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        results = convert(args.src, args.out, tuple(args.domains), tuple(args.splits), args.repair)
+        for (domain, split), stats in results.items():
+            fixed = stats.repaired_orphan_i
+            repaired = f", {fixed} orphan I- tags repaired" if fixed else ""
+            print(f"{domain:>10}/{split:<5} {stats.sentences:5d} sentences "
+                  f"{stats.entities:5d} entities{repaired}")
+        for problem in check_published_counts(results):
+            print(f"warning: {problem}", file=sys.stderr)
+        print(f"wrote {len(results)} files under {args.out}")
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

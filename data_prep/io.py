@@ -1,0 +1,106 @@
+"""File I/O shared by every converter and stage: atomic writes and JSON Lines with located errors.
+
+Two rules hold everywhere in the project: a bad input file fails fast naming file and line, and
+an output file is either complete or absent (written to a temporary file, then renamed), so an
+interrupted run never leaves a half-written file that a resumed run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+class ProjectError(ValueError):
+    """An expected failure caused by input or config: CLIs print it in one line, no traceback."""
+
+
+class DataError(ProjectError):
+    """A malformed input file; the message starts with ``path:line:`` like a compiler error."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.message = message
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
+
+    On an exception the temporary file is removed and ``path`` keeps its old content.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_writer(path) as handle:
+        handle.write(text)
+
+
+def dumps_line(record: Any) -> str:
+    """One JSONL line: UTF-8 kept readable (CrossNER and IEPile hold non-ASCII text)."""
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> int:
+    """Write records atomically as JSON Lines; returns how many were written."""
+    count = 0
+    with atomic_writer(path) as handle:
+        for record in records:
+            handle.write(dumps_line(record))
+            count += 1
+    return count
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` per non-blank line; bad JSON raises :class:`DataError`."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                message = f"invalid JSON ({exc.msg} at column {exc.colno})"
+                raise DataError(path, number, message) from None
+
+
+def read_json_or_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int | None, Any]]:
+    """Records from a JSON array file or a JSON Lines file (sniffed from the first character).
+
+    Datasets in the wild come both ways (Pile-NER is one JSON array, IEPile is JSONL); array
+    elements carry no line number, so ``None`` is yielded in its place.
+    """
+    with open(path, encoding="utf-8") as handle:
+        head = handle.read(4096).lstrip()
+    if head.startswith("["):
+        with open(path, encoding="utf-8") as handle:
+            try:
+                data = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+        for record in data:
+            yield None, record
+    else:
+        yield from iter_jsonl(path)

@@ -1,0 +1,187 @@
+"""Load and validate the data in ``mappings/``: archetypes, the type projection, and domains.
+
+The mappings are data, not code (YAML a researcher edits); this module is the one place that
+reads them and refuses inconsistent content early, before any model is loaded.
+
+``mappings/archetypes.yaml``::
+
+    version: 1
+    archetypes: {person: {definition: ...}, ...}      # order = order shown to models
+    projection: {person: [actor, character, ...], ...} # archetype -> fine-grained source types
+    dropped_types: [cardinal, ordinal, ...]            # number/time types removed before projection
+
+``mappings/domains/<name>.yaml`` (or ``<name>/domain.yaml`` beside a ``sentences.jsonl``)::
+
+    name: music
+    labels: {album: {name: album, definition: ...}, ...}  # raw tag -> natural name, definition
+    more_specific: {musicalartist: [person], ...}         # label -> labels it is a refinement of
+    sentences: crossner/music/test.jsonl                  # optional; relative to the data dir
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.io import ProjectError
+
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+DOMAINS_DIR = MAPPINGS_DIR / "domains"
+CROSSNER_DOMAINS = ("ai", "literature", "music", "politics", "science")
+
+
+class MappingError(ProjectError):
+    """Inconsistent mapping data; the message names the file and the offending entry."""
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise MappingError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise MappingError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MappingError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MappingError(f"{where}: expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class Archetypes:
+    version: int
+    definitions: dict[str, str]
+    projection: dict[str, str]  # fine type -> archetype
+    dropped_types: frozenset[str]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.definitions)
+
+    def project(self, fine_type: str) -> str | None:
+        """Archetype of a fine-grained type, or ``None`` when the table has no entry.
+
+        Exact match only: the SPEC asks for unknown types to be reported, not guessed.
+        """
+        return self.projection.get(fine_type.strip())
+
+    def is_dropped(self, fine_type: str) -> bool:
+        return fine_type.strip() in self.dropped_types
+
+
+def load_archetypes(path: str | os.PathLike[str] | None = None) -> Archetypes:
+    path = Path(path) if path is not None else MAPPINGS_DIR / "archetypes.yaml"
+    data = _load_yaml(path)
+    raw_archetypes = data.get("archetypes")
+    if not isinstance(raw_archetypes, dict) or not raw_archetypes:
+        raise MappingError(f"{path}: 'archetypes' must be a non-empty mapping")
+    definitions = {
+        name: _text((body or {}).get("definition"), f"{path}: archetypes.{name}.definition")
+        for name, body in raw_archetypes.items()
+    }
+    projection: dict[str, str] = {}
+    raw_projection = data.get("projection") or {}
+    if not isinstance(raw_projection, dict):
+        raise MappingError(f"{path}: 'projection' must map archetype -> list of types")
+    for archetype, fine_types in raw_projection.items():
+        if archetype not in definitions:
+            raise MappingError(f"{path}: projection.{archetype} is not a defined archetype")
+        if not isinstance(fine_types, list):
+            raise MappingError(f"{path}: projection.{archetype} must be a list")
+        for fine in fine_types:
+            fine = _text(fine, f"{path}: projection.{archetype}")
+            if fine in projection and projection[fine] != archetype:
+                raise MappingError(
+                    f"{path}: type {fine!r} projects to both {projection[fine]!r} and {archetype!r}"
+                )
+            projection[fine] = archetype
+    dropped = frozenset(_text(t, f"{path}: dropped_types") for t in data.get("dropped_types") or [])
+    overlap = sorted(dropped & projection.keys())
+    if overlap:
+        raise MappingError(f"{path}: types both dropped and projected: {overlap}")
+    return Archetypes(int(data.get("version", 1)), definitions, projection, dropped)
+
+
+@dataclass(frozen=True)
+class Label:
+    tag: str  # the raw label as it appears in the data, e.g. "programlang"
+    name: str  # natural-language name shown to models, e.g. "programming language"
+    definition: str
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    labels: dict[str, Label]
+    more_specific: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sentences: str | None = None  # path of the sentences JSONL, relative to the data dir
+    source: Path | None = None
+
+    def label_names(self, include_misc: bool = True) -> list[str]:
+        return [tag for tag in self.labels if include_misc or tag != "misc"]
+
+    def sentences_path(self, data_dir: str | os.PathLike[str] | None = None) -> Path:
+        if not self.sentences:
+            raise MappingError(f"{self.source}: domain {self.name!r} names no 'sentences' file")
+        path = Path(self.sentences)
+        if path.is_absolute():
+            return path
+        if self.source is not None and (self.source.parent / path).exists():
+            return self.source.parent / path
+        return Path(data_dir or "data") / path
+
+
+def _domain_file(ref: str | os.PathLike[str]) -> Path:
+    candidates = [Path(ref), Path(ref) / "domain.yaml"]
+    if isinstance(ref, str) and os.sep not in ref and not ref.endswith((".yaml", ".yml")):
+        candidates += [DOMAINS_DIR / f"{ref}.yaml", DOMAINS_DIR / ref / "domain.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(list_domains()) or "none"
+    raise MappingError(f"unknown domain {str(ref)!r} (known domains: {known})")
+
+
+def load_domain(ref: str | os.PathLike[str]) -> Domain:
+    """Load a domain by name (``mappings/domains/``) or by path to its YAML file or folder."""
+    path = _domain_file(ref)
+    data = _load_yaml(path)
+    raw_labels = data.get("labels")
+    if not isinstance(raw_labels, dict) or not raw_labels:
+        raise MappingError(f"{path}: 'labels' must be a non-empty mapping")
+    labels = {}
+    for tag, body in raw_labels.items():
+        body = body or {}
+        labels[str(tag)] = Label(
+            tag=str(tag),
+            name=_text(body.get("name", tag), f"{path}: labels.{tag}.name"),
+            definition=_text(body.get("definition"), f"{path}: labels.{tag}.definition"),
+        )
+    more_specific: dict[str, tuple[str, ...]] = {}
+    for tag, general in (data.get("more_specific") or {}).items():
+        general = [general] if isinstance(general, str) else list(general or [])
+        for name in [tag, *general]:
+            if name not in labels:
+                raise MappingError(f"{path}: more_specific names unknown label {name!r}")
+        more_specific[str(tag)] = tuple(general)
+    default_name = path.parent.name if path.name == "domain.yaml" else path.stem
+    name = str(data.get("name") or default_name)
+    return Domain(name, labels, more_specific, data.get("sentences"), path)
+
+
+def list_domains() -> list[str]:
+    if not DOMAINS_DIR.is_dir():
+        return []
+    names = {p.stem for p in DOMAINS_DIR.glob("*.yaml")}
+    names |= {p.parent.name for p in DOMAINS_DIR.glob("*/domain.yaml")}
+    return sorted(names)

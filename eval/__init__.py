@@ -1,0 +1,1 @@
+"""The SAM-NER inference pipeline and the scorer."""

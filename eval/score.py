@@ -1,0 +1,277 @@
+"""Micro P/R/F1 for NER predictions given as strings, the way an LLM writes them.
+
+Prediction records: ``{"id": ..., "entities": [{"text": mention, "type": label}, ...]}``. A gold
+sentence whose id has no prediction record counts as predicting nothing; a prediction id that is
+not in the gold files is an error (it means the wrong gold or prediction file).
+
+Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
+
+``span`` (default)
+    Each distinct predicted (mention, type) becomes a span at EVERY token-aligned occurrence of
+    the mention (its whitespace-split tokens equal a run of sentence tokens). Micro P/R/F1 over the
+    sets of exact (start, end, type) spans. A mention found nowhere in the sentence is one false
+    positive (and counted in ``not_found``).
+``string``
+    The SAM-NER authors' convention: per sentence, the SET of (stripped mention, type) pairs of
+    gold and prediction; repeated mentions collapse. ``not_found`` is still reported.
+
+``--no-misc`` drops the ``misc`` label from gold and prediction before counting.
+
+    python -m eval.score --gold data/crossner/*/test.jsonl --pred runs/x/*/predictions.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from statistics import mean
+from typing import Any
+
+from data_prep.cli import make_parser, run
+from data_prep.io import DataError, ProjectError, iter_jsonl
+from data_prep.records import Sentence, iter_sentences
+
+SCORER_VERSION = "samner-score/1.0"
+MODES = ("span", "string")
+MISC = "misc"
+
+Prediction = tuple[str, str]  # (mention text, type)
+
+
+class ScoreError(ProjectError):
+    """Gold and predictions do not fit together (e.g. a prediction id that is not in gold)."""
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"precision": self.precision, "recall": self.recall, "f1": self.f1,
+                "tp": self.tp, "fp": self.fp, "fn": self.fn}
+
+
+@dataclass
+class DomainScore:
+    total: Counts = field(default_factory=Counts)
+    per_type: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    not_found: int = 0
+    sentences: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.total.to_json(), "not_found": self.not_found, "sentences": self.sentences,
+                "per_type": {t: c.to_json() for t, c in sorted(self.per_type.items())}}
+
+
+@dataclass
+class ScoreReport:
+    mode: str
+    misc: bool
+    domains: dict[str, DomainScore]
+    version: str = SCORER_VERSION
+
+    @property
+    def average_f1(self) -> float:
+        """Mean of the domain F1s, as the paper's "Avg." column (not a pooled micro-F1)."""
+        return mean(d.total.f1 for d in self.domains.values()) if self.domains else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "mode": self.mode, "misc": self.misc,
+                "domains": {name: d.to_json() for name, d in self.domains.items()},
+                "average_f1": self.average_f1}
+
+
+def find_occurrences(tokens: list[str], mention_tokens: list[str]) -> list[int]:
+    """Start offsets of every run of ``tokens`` equal to ``mention_tokens``."""
+    n = len(mention_tokens)
+    if n == 0:
+        return []
+    first = mention_tokens[0]
+    return [i for i in range(len(tokens) - n + 1)
+            if tokens[i] == first and tokens[i:i + n] == mention_tokens]
+
+
+def _tally(score: DomainScore, gold: set[tuple[Any, str]], pred: set[tuple[Any, str]]) -> None:
+    """Add TP/FP/FN of one sentence; the last element of each key is the type."""
+    for key in pred & gold:
+        score.per_type[key[-1]].tp += 1
+    for key in pred - gold:
+        score.per_type[key[-1]].fp += 1
+    for key in gold - pred:
+        score.per_type[key[-1]].fn += 1
+    score.total.add(Counts(len(pred & gold), len(pred - gold), len(gold - pred)))
+
+
+def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[Prediction],
+                   mode: str = "span", misc: bool = True) -> None:
+    """Add one sentence's counts to ``score``."""
+    pairs = {(text.strip(), etype) for text, etype in predicted if misc or etype != MISC}
+    gold_spans = [s for s in sentence.entities if misc or s.type != MISC]
+    score.sentences += 1
+    not_found: list[Prediction] = []
+    spans: set[tuple[int, int, str]] = set()
+    for text, etype in pairs:
+        mention_tokens = text.split()
+        starts = find_occurrences(sentence.tokens, mention_tokens)
+        if not starts:
+            not_found.append((text, etype))
+        spans.update((s, s + len(mention_tokens), etype) for s in starts)
+    score.not_found += len(not_found)
+    if mode == "span":
+        _tally(score, {s.key() for s in gold_spans}, spans)
+        # A mention that is nowhere in the sentence cannot be a span: one false positive each.
+        for _, etype in not_found:
+            score.per_type[etype].fp += 1
+            score.total.fp += 1
+    elif mode == "string":
+        _tally(score, {(s.text.strip(), s.type) for s in gold_spans}, pairs)
+    else:
+        raise ScoreError(f"unknown mode {mode!r}; choose one of {MODES}")
+
+
+def score(gold: Iterable[Sentence], predictions: Mapping[str, list[Prediction]],
+          mode: str = "span", misc: bool = True) -> ScoreReport:
+    """Score predictions (id → [(mention, type)]) against gold sentences, grouped by domain."""
+    if mode not in MODES:
+        raise ScoreError(f"unknown mode {mode!r}; choose one of {MODES}")
+    domains: dict[str, DomainScore] = {}
+    seen: set[str] = set()
+    for sentence in gold:
+        seen.add(sentence.id)
+        domain = domains.setdefault(sentence.domain or "all", DomainScore())
+        score_sentence(domain, sentence, predictions.get(sentence.id, ()), mode, misc)
+    unknown = [pid for pid in predictions if pid not in seen]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        raise ScoreError(f"{len(unknown)} prediction id(s) are not in the gold data, e.g. {shown}")
+    return ScoreReport(mode, misc, domains)
+
+
+def load_gold(paths: Iterable[str | os.PathLike[str]]) -> list[Sentence]:
+    sentences: list[Sentence] = []
+    ids: set[str] = set()
+    for path in paths:
+        for sentence in iter_sentences(path):
+            if sentence.id in ids:
+                raise DataError(path, None, f"id {sentence.id!r} also appears in another gold file")
+            ids.add(sentence.id)
+            sentences.append(sentence)
+    return sentences
+
+
+def parse_prediction_record(record: Any) -> tuple[str, list[Prediction]]:
+    """Validate one prediction record; raises ``ValueError`` saying what is wrong."""
+    if not isinstance(record, dict) or "id" not in record:
+        raise ValueError("expected an object with an 'id'")
+    entities = record.get("entities")
+    if not isinstance(entities, list):
+        raise ValueError("'entities' must be a list")
+    pairs = []
+    for i, ent in enumerate(entities):
+        if not (isinstance(ent, dict) and isinstance(ent.get("text"), str)
+                and isinstance(ent.get("type"), str)):
+            raise ValueError(f"entity #{i} must be an object with string 'text' and 'type'")
+        pairs.append((ent["text"], ent["type"]))
+    return str(record["id"]), pairs
+
+
+def load_predictions(paths: Iterable[str | os.PathLike[str]]) -> dict[str, list[Prediction]]:
+    predictions: dict[str, list[Prediction]] = {}
+    for path in paths:
+        for line, record in iter_jsonl(path):
+            try:
+                pid, pairs = parse_prediction_record(record)
+            except ValueError as exc:
+                raise DataError(path, line, str(exc)) from None
+            if pid in predictions:
+                raise DataError(path, line, f"duplicate prediction id {pid!r}")
+            predictions[pid] = pairs
+    return predictions
+
+
+def report_tables(report: ScoreReport):  # -> tuple[pd.DataFrame, pd.DataFrame]
+    """The domain table (with an Avg. row) and the per-type table, as pandas DataFrames."""
+    import pandas as pd  # deferred: the Python API must not pay pandas' import time
+
+    rows = [{"domain": name, "P": d.total.precision * 100, "R": d.total.recall * 100,
+             "F1": d.total.f1 * 100, "TP": d.total.tp, "FP": d.total.fp, "FN": d.total.fn,
+             "not_found": d.not_found, "sentences": d.sentences}
+            for name, d in report.domains.items()]
+    domains = pd.DataFrame(rows).set_index("domain")
+    if len(rows) > 1:
+        domains.loc["Avg. (mean F1)"] = {"F1": report.average_f1 * 100}
+    counts = ["TP", "FP", "FN", "not_found", "sentences"]
+    domains[counts] = domains[counts].astype("Int64")  # stay integers beside the blank Avg. cells
+    per_type = pd.DataFrame([
+        {"domain": name, "type": etype, "P": c.precision * 100, "R": c.recall * 100,
+         "F1": c.f1 * 100, "TP": c.tp, "FP": c.fp, "FN": c.fn}
+        for name, d in report.domains.items() for etype, c in sorted(d.per_type.items())
+    ])
+    return domains, per_type
+
+
+def format_report(report: ScoreReport, per_type: bool = True) -> str:
+    import pandas as pd
+
+    domains, types = report_tables(report)
+    header = (f"{report.version}  mode={report.mode}  misc={'on' if report.misc else 'off'}  "
+              f"(P/R/F1 in %)")
+    def cell(value: object) -> object:
+        if value is pd.NA or value != value:  # blank NA/NaN cells of the Avg. row
+            return ""
+        return f"{value:.1f}" if isinstance(value, float) else value
+
+    cells = domains.map(cell)
+    parts = [header, cells.to_string()]
+    if per_type and not types.empty:
+        parts += ["", types.to_string(index=False, float_format=lambda v: f"{v:.1f}")]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--gold", nargs="+", required=True, help="gold sentence JSONL file(s)")
+    parser.add_argument("--pred", nargs="+", required=True, help="prediction JSONL file(s)")
+    parser.add_argument("--mode", choices=MODES, default="span")
+    parser.add_argument("--no-misc", action="store_true", help="drop misc from gold and prediction")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-per-type", action="store_true", help="omit the per-type table")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        gold, predictions = load_gold(args.gold), load_predictions(args.pred)
+        report = score(gold, predictions, args.mode, misc=not args.no_misc)
+        if args.json:
+            print(json.dumps(report.to_json(), indent=2))
+        else:
+            print(format_report(report, per_type=not args.no_per_type))
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
