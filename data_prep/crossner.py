@@ -10,6 +10,7 @@ Malformed input fails with ``file:line``: a line without a tab, a tag that is no
 then it starts a new ``x`` entity (the IOB1 reading of such a tag) and is counted.
 
     python -m data_prep.crossner --src ../shared/data/crossner --out data/crossner
+    python -m data_prep.crossner --out data/crossner   # downloads the pinned files first
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.cli import make_parser, run
+from data_prep.download import download
 from data_prep.io import DataError
 from data_prep.mappings import CROSSNER_DOMAINS
 from data_prep.records import Sentence, Span, save_sentences
@@ -142,7 +144,10 @@ def check_published_counts(results: dict[tuple[str, str], ConversionStats]) -> l
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--src", required=True, help="CrossNER ner_data dir (<domain>/<split>.txt)")
+    parser.add_argument("--src", type=Path,
+                        help="CrossNER ner_data dir (<domain>/<split>.txt); omit to download")
+    parser.add_argument("--raw", type=Path, default=Path("data/raw/crossner"),
+                        help="where downloaded BIO files go when --src is omitted")
     parser.add_argument("--out", required=True, help="output dir: OUT/<domain>/<split>.jsonl")
     parser.add_argument("--domains", nargs="+", default=list(CROSSNER_DOMAINS))
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
@@ -150,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        results = convert(args.src, args.out, tuple(args.domains), tuple(args.splits), args.repair)
+        if args.src is None:
+            fetched, present = download("crossner", args.raw)
+            print(f"crossner: {fetched} files downloaded, {present} already verified ({args.raw})")
+        src = args.src or args.raw
+        results = convert(src, args.out, tuple(args.domains), tuple(args.splits), args.repair)
         for (domain, split), stats in results.items():
             fixed = stats.repaired_orphan_i
             repaired = f", {fixed} orphan I- tags repaired" if fixed else ""

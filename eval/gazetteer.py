@@ -4,20 +4,23 @@ Every entity string of the training split(s) is remembered with its most frequen
 sentence is tagged by greedy longest-match over its tokens (non-overlapping, left to right).
 It needs no model, so it proves the data → prediction → scorer path end to end on any machine.
 
-    python -m eval.gazetteer --train data/crossner/music/train.jsonl \
-        --test data/crossner/music/test.jsonl --out runs/gazetteer/music/predictions.jsonl
+    python -m eval.gazetteer --data data/crossner --out runs/gazetteer [--domains music ai]
+
+learns from ``DATA/<domain>/{train,dev}.jsonl`` and writes ``OUT/<domain>/predictions.jsonl``
+for ``DATA/<domain>/test.jsonl``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 from data_prep import cli
 from data_prep.cli import make_parser
 from data_prep.io import write_jsonl
+from data_prep.mappings import CROSSNER_DOMAINS
 from data_prep.records import Sentence, load_sentences
 
 
@@ -51,21 +54,29 @@ class Gazetteer:
         return {"id": sentence.id, "entities": entities}
 
 
-def run(train_paths: list[str], test_path: str, out_path: str | os.PathLike[str]) -> int:
-    gazetteer = Gazetteer(s for path in train_paths for s in load_sentences(path))
-    return write_jsonl(out_path, (gazetteer.predict(s) for s in load_sentences(test_path)))
+def run(data: Path, out: Path, domains: list[str]) -> dict[str, int]:
+    """Tag every domain's test split; returns the number of prediction records per domain."""
+    written = {}
+    for domain in domains:
+        split_dir = data / domain
+        gazetteer = Gazetteer(s for split in ("train", "dev")
+                              for s in load_sentences(split_dir / f"{split}.jsonl"))
+        test = load_sentences(split_dir / "test.jsonl")
+        predictions = map(gazetteer.predict, test)
+        written[domain] = write_jsonl(out / domain / "predictions.jsonl", predictions)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--train", nargs="+", required=True, help="sentence JSONL(s) to learn from")
-    parser.add_argument("--test", required=True, help="sentence JSONL to tag")
-    parser.add_argument("--out", required=True, help="prediction JSONL to write")
+    parser.add_argument("--data", required=True, type=Path, help="converted CrossNER dir")
+    parser.add_argument("--out", required=True, type=Path, help="run dir for predictions")
+    parser.add_argument("--domains", nargs="+", default=list(CROSSNER_DOMAINS))
     args = parser.parse_args(argv)
 
     def body() -> None:
-        count = run(args.train, args.test, args.out)
-        print(f"gazetteer: {count} predictions -> {args.out}")
+        for domain, count in run(args.data, args.out, args.domains).items():
+            print(f"gazetteer: {domain}: {count} predictions -> {args.out / domain}")
 
     return cli.run(body)
 
