@@ -18,6 +18,7 @@ Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
 ``--no-misc`` drops the ``misc`` label from gold and prediction before counting.
 
     python -m eval.score --gold data/crossner/*/test.jsonl --pred runs/x/*/predictions.jsonl
+    python -m eval.score --run runs/x --data data/crossner   # every domain with predictions
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from statistics import mean
 from typing import Any
 
@@ -213,6 +215,14 @@ def load_predictions(paths: Iterable[str | os.PathLike[str]]) -> dict[str, list[
     return predictions
 
 
+def run_files(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Gold and prediction files for every ``RUN/<domain>/predictions.jsonl``."""
+    preds = sorted(run_dir.glob("*/predictions.jsonl"))
+    if not preds:
+        raise ScoreError(f"no <domain>/predictions.jsonl under {run_dir}")
+    return [data_dir / p.parent.name / "test.jsonl" for p in preds], preds
+
+
 def report_tables(report: ScoreReport):  # -> tuple[pd.DataFrame, pd.DataFrame]
     """The domain table (with an Avg. row) and the per-type table, as pandas DataFrames."""
     import pandas as pd  # deferred: the Python API must not pay pandas' import time
@@ -254,16 +264,27 @@ def format_report(report: ScoreReport, per_type: bool = True) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--gold", nargs="+", required=True, help="gold sentence JSONL file(s)")
-    parser.add_argument("--pred", nargs="+", required=True, help="prediction JSONL file(s)")
+    parser.add_argument("--gold", nargs="+", default=[], help="gold sentence JSONL file(s)")
+    parser.add_argument("--pred", nargs="+", default=[], help="prediction JSONL file(s)")
+    parser.add_argument("--run", type=Path,
+                        help="run dir: score RUN/<domain>/predictions.jsonl for every domain there")
+    parser.add_argument("--data", type=Path, default=Path("data/crossner"),
+                        help="with --run: gold is DATA/<domain>/test.jsonl")
     parser.add_argument("--mode", choices=MODES, default="span")
     parser.add_argument("--no-misc", action="store_true", help="drop misc from gold and prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-per-type", action="store_true", help="omit the per-type table")
     args = parser.parse_args(argv)
+    if bool(args.run) == bool(args.gold or args.pred):
+        parser.error("give either --run (with --data) or both --gold and --pred")
+    if not args.run and not (args.gold and args.pred):
+        parser.error("--gold and --pred go together")
 
     def body() -> None:
-        gold, predictions = load_gold(args.gold), load_predictions(args.pred)
+        gold_paths, pred_paths = args.gold, args.pred
+        if args.run:
+            gold_paths, pred_paths = run_files(args.run, args.data)
+        gold, predictions = load_gold(gold_paths), load_predictions(pred_paths)
         report = score(gold, predictions, args.mode, misc=not args.no_misc)
         if args.json:
             print(json.dumps(report.to_json(), indent=2))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 from data_prep.records import Sentence, Span, save_sentences
 from eval import gazetteer
 from eval.score import load_gold, load_predictions, score
+from eval.score import main as score_main
 
 
 def s(sid, text, spans):
@@ -42,3 +45,14 @@ def test_missing_split_is_a_one_line_error(tmp_path, capsys):
     assert gazetteer.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"),
                            "--domains", "toy"]) == 2
     assert "train.jsonl" in capsys.readouterr().err
+
+
+def test_score_cli_finds_domains_of_a_run(tmp_path, converted_crossner, capsys):
+    out = tmp_path / "run"
+    gazetteer.run(converted_crossner, out, ["ai", "science"])
+    assert score_main(["--run", str(out), "--data", str(converted_crossner), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report["domains"]) == ["ai", "science"]
+    assert report["average_f1"] == (report["domains"]["ai"]["f1"]
+                                    + report["domains"]["science"]["f1"]) / 2
+    assert score_main(["--run", str(tmp_path / "empty"), "--data", str(converted_crossner)]) == 2
