@@ -38,10 +38,38 @@ class MappingError(ProjectError):
     """Inconsistent mapping data; the message names the file and the offending entry."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate keys: plain YAML silently keeps the last one, which
+    would quietly drop half of an archetype's projection list or a label's definition."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    loader.flatten_mapping(node)
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _body(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MappingError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except FileNotFoundError:
         raise MappingError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
@@ -86,7 +114,8 @@ def load_archetypes(path: str | os.PathLike[str] | None = None) -> Archetypes:
     if not isinstance(raw_archetypes, dict) or not raw_archetypes:
         raise MappingError(f"{path}: 'archetypes' must be a non-empty mapping")
     definitions = {
-        name: _text((body or {}).get("definition"), f"{path}: archetypes.{name}.definition")
+        name: _text(_body(body, f"{path}: archetypes.{name}").get("definition"),
+                    f"{path}: archetypes.{name}.definition")
         for name, body in raw_archetypes.items()
     }
     projection: dict[str, str] = {}
@@ -161,7 +190,7 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
         raise MappingError(f"{path}: 'labels' must be a non-empty mapping")
     labels = {}
     for tag, body in raw_labels.items():
-        body = body or {}
+        body = _body(body, f"{path}: labels.{tag}")
         labels[str(tag)] = Label(
             tag=str(tag),
             name=_text(body.get("name", tag), f"{path}: labels.{tag}.name"),
@@ -173,6 +202,8 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
         for name in [tag, *general]:
             if name not in labels:
                 raise MappingError(f"{path}: more_specific names unknown label {name!r}")
+        if tag in general:
+            raise MappingError(f"{path}: more_specific relates {tag!r} to itself")
         more_specific[str(tag)] = tuple(general)
     default_name = path.parent.name if path.name == "domain.yaml" else path.stem
     name = str(data.get("name") or default_name)
