@@ -15,6 +15,7 @@ reads them and refuses inconsistent content early, before any model is loaded.
     name: music
     labels: {album: {name: album, definition: ...}, ...}  # raw tag -> natural name, definition
     more_specific: {musicalartist: [person], ...}         # label -> labels it is a refinement of
+    archetype_fallback: {person: person, ...}             # only for the w/o-calibration ablation
     sentences: crossner/music/test.jsonl                  # optional; relative to the data dir
 """
 
@@ -153,6 +154,8 @@ class Domain:
     name: str
     labels: dict[str, Label]
     more_specific: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # archetype -> label, used only when calibration is switched off (ablation); others -> misc
+    archetype_fallback: dict[str, str] = field(default_factory=dict)
     sentences: str | None = None  # path of the sentences JSONL, relative to the data dir
     source: Path | None = None
 
@@ -205,9 +208,14 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
         if tag in general:
             raise MappingError(f"{path}: more_specific relates {tag!r} to itself")
         more_specific[str(tag)] = tuple(general)
+    fallback = {str(k): str(v) for k, v in (data.get("archetype_fallback") or {}).items()}
+    for archetype, label in fallback.items():
+        if label not in labels:
+            raise MappingError(
+                f"{path}: archetype_fallback.{archetype} names unknown label {label!r}")
     default_name = path.parent.name if path.name == "domain.yaml" else path.stem
     name = str(data.get("name") or default_name)
-    return Domain(name, labels, more_specific, data.get("sentences"), path)
+    return Domain(name, labels, more_specific, fallback, data.get("sentences"), path)
 
 
 def list_domains() -> list[str]:

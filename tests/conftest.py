@@ -30,7 +30,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def converted_crossner(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All CrossNER splits converted once per session into a temporary dir."""
-    out = tmp_path_factory.mktemp("crossner")
+    out = tmp_path_factory.mktemp("data") / "crossner"  # DATA_DIR/crossner, as `make data`
     crossner.convert(shared_data / "crossner", out)
     return out
 

@@ -14,11 +14,12 @@ training, vLLM serving with LoRA). Its outputs are noise; it proves mechanics, n
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from data_prep.cli import make_parser
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIAL_TOKENS = [
@@ -37,7 +38,7 @@ CHAT_TEMPLATE = (
 
 def corpus_lines(extra: list[Path]) -> Iterator[str]:
     """Text to learn BPE merges from: the project's own YAML/prompt text, then any extra files."""
-    for path in sorted((REPO / "mappings").rglob("*.yaml")) + [REPO / "eval" / "prompts.py"]:
+    for path in [*sorted((REPO / "mappings").rglob("*.yaml")), REPO / "eval" / "prompts.py"]:
         if path.is_file():
             yield from path.read_text(encoding="utf-8").splitlines()
     for path in extra:
@@ -48,7 +49,12 @@ def corpus_lines(extra: list[Path]) -> Iterator[str]:
 def build(out: Path, corpus: list[Path], vocab_size: int = 2048, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -84,7 +90,7 @@ def build(out: Path, corpus: list[Path], vocab_size: int = 2048, seed: int = 0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--corpus", type=Path, nargs="*", default=[], help="extra text files")
     parser.add_argument("--vocab-size", type=int, default=2048)

@@ -1,0 +1,126 @@
+"""LlamaFactory's side of the SFT data: write alpaca files and register them in dataset_info.json.
+
+LlamaFactory finds a dataset by the name a training YAML gives (``dataset: samner_explorer``) in
+``<dataset_dir>/dataset_info.json``; each entry names a file relative to that directory and maps
+the alpaca columns (``prompt``/``query``/``response`` → ``instruction``/``input``/``output``).
+Registering merges into an existing file, keeping entries other datasets put there, and replaces
+an entry of the same name (re-running a conversion is idempotent).
+
+    python -m data_prep.register --dataset-dir data/train \\
+        samner_explorer=data/train/explorer.json samner_classifier=data/train/classifier.jsonl
+
+A FILE is a path as usual (relative to the current directory); a FILE that only exists relative
+to the dataset dir is accepted too. Files must exist: registering a missing file would only fail
+later, inside a training job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from data_prep.cli import make_parser, run
+from data_prep.io import DataError, ProjectError, atomic_writer, dumps_line
+
+DATASET_INFO = "dataset_info.json"
+ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
+
+
+def write_alpaca(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> int:
+    """Write alpaca records atomically, streaming: ``.json`` → one JSON array, ``.jsonl`` → lines.
+
+    Streaming keeps memory flat for converters that produce records from a multi-GB input.
+    Returns the number of records written.
+    """
+    suffix = Path(path).suffix
+    if suffix not in (".json", ".jsonl"):
+        raise ProjectError(f"{path}: output must end in .json (array) or .jsonl (lines)")
+    count = 0
+    with atomic_writer(path) as handle:
+        if suffix == ".jsonl":
+            for record in records:
+                handle.write(dumps_line(record))
+                count += 1
+        else:
+            handle.write("[")
+            for record in records:
+                handle.write(",\n" if count else "\n")
+                handle.write(json.dumps(record, ensure_ascii=False))
+                count += 1
+            handle.write("\n]\n" if count else "]\n")
+    return count
+
+
+def alpaca_entry(file_name: str) -> dict[str, Any]:
+    return {"file_name": file_name, "formatting": "alpaca", "columns": dict(ALPACA_COLUMNS)}
+
+
+def _resolve(dataset_dir: Path, file: str | os.PathLike[str]) -> str:
+    """``file`` relative to ``dataset_dir``, in POSIX form (what LlamaFactory joins onto it)."""
+    path = Path(file)
+    if not path.is_file() and not path.is_absolute() and (dataset_dir / path).is_file():
+        path = dataset_dir / path
+    if not path.is_file():
+        raise ProjectError(f"{file}: no such dataset file")
+    return Path(os.path.relpath(path.resolve(), dataset_dir.resolve())).as_posix()
+
+
+def register(
+    dataset_dir: str | os.PathLike[str], datasets: Mapping[str, str | os.PathLike[str]]
+) -> dict[str, Any]:
+    """Add or replace alpaca entries in ``dataset_dir/dataset_info.json``; returns the full info."""
+    directory = Path(dataset_dir)
+    info_path = directory / DATASET_INFO
+    info: dict[str, Any] = {}
+    if info_path.exists():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(info_path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+        if not isinstance(info, dict):
+            raise DataError(info_path, None, "expected a JSON object of dataset entries")
+    for name, file in datasets.items():
+        if not name:
+            raise ProjectError("empty dataset name")
+        info[name] = alpaca_entry(_resolve(directory, file))
+    with atomic_writer(info_path) as handle:
+        json.dump(info, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+    return info
+
+
+def _parse_pairs(pairs: list[str]) -> dict[str, str]:
+    datasets: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, file = pair.partition("=")
+        if not sep or not name or not file:
+            raise ProjectError(f"expected NAME=FILE, got {pair!r}")
+        if name in datasets:
+            raise ProjectError(f"dataset {name!r} given twice")
+        datasets[name] = file
+    return datasets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--dataset-dir", required=True, type=Path,
+                        help="LlamaFactory dataset_dir (holds dataset_info.json)")
+    parser.add_argument("datasets", nargs="+", metavar="NAME=FILE")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        datasets = _parse_pairs(args.datasets)
+        info = register(args.dataset_dir, datasets)
+        for name in datasets:
+            print(f"registered {name} -> {info[name]['file_name']} in "
+                  f"{args.dataset_dir / DATASET_INFO}")
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Stage 3, definition-guided calibration: the frozen base model picks each mention's target label.
+
+One request per mention (paper eq. 12) whose answer is constrained to the domain's label names
+(vLLM structured outputs, ``choice``), so an answer outside the target labels cannot happen. The
+prompt puts what is constant for the whole domain first (task, label definitions, which labels
+are more specific), then the sentence, then the mention with its archetype and that archetype's
+definition, so prefix caching shares everything but the tail.
+
+Without calibration (ablation) a mention's archetype is mapped by the domain's
+``archetype_fallback`` table; an archetype it does not list becomes ``misc``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from data_prep.mappings import Domain
+from eval.config import InferenceConfig
+from eval.engine import Completion, Request
+from eval.templates import prompt_token_ids
+
+MISC = "misc"
+
+TASK = (
+    "You assign entity types. Each question gives a sentence, one entity mention from it and the "
+    "coarse archetype the mention was classified as. Answer with the one type from the list below "
+    "that fits the mention best in this sentence. When several types fit, answer the most "
+    "specific one."
+)
+
+
+def domain_preamble(domain: Domain) -> str:
+    """The part of every calibration prompt that is constant within a domain."""
+    lines = [TASK, "", "Types:"]
+    lines += [f"- {label.name}: {label.definition}" for label in domain.labels.values()]
+    if domain.more_specific:
+        lines += ["", "More specific types win over the general types they refine:"]
+        lines += [f"- {domain.labels[tag].name} over "
+                  + ", ".join(domain.labels[g].name for g in general)
+                  for tag, general in domain.more_specific.items()]
+    return "\n".join(lines)
+
+
+def calibration_content(preamble: str, sentence: str, mention: str, archetype: str,
+                        archetype_definition: str) -> str:
+    return (f"{preamble}\n\nSentence: {sentence}\nMention: {mention}\n"
+            f"Archetype: {archetype} ({archetype_definition})\nType:")
+
+
+def calibration_requests(items: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
+                         domain: Domain, archetype_definitions: Mapping[str, str],
+                         config: InferenceConfig, tokenizer) -> list[Request]:
+    """``items`` = (sentence id, text, [(mention, archetype)]); one request per mention."""
+    preamble = domain_preamble(domain)
+    names = tuple(label.name for label in domain.labels.values())
+    requests = []
+    for sid, text, pairs in items:
+        for k, (mention, archetype) in enumerate(pairs):
+            content = calibration_content(preamble, text, mention, archetype,
+                                          archetype_definitions.get(archetype, ""))
+            requests.append(Request(
+                f"{sid}#{k}", prompt_token_ids(tokenizer, config.calibrator_template, content),
+                None, config.sampling.max_tokens_calibrate, choices=names))
+    return requests
+
+
+def label_parser(domain: Domain):
+    """Map the chosen label name back to the raw tag; anything else is counted as invalid."""
+    by_name = {label.name.lower(): tag for tag, label in domain.labels.items()}
+    by_name.update({tag.lower(): tag for tag in domain.labels})
+
+    def parse(request: Request, completion: Completion) -> tuple[str | None, str]:
+        tag = by_name.get(completion.text.strip().lower())
+        return (tag, "ok") if tag else (None, "invalid")
+
+    return parse
+
+
+def fallback_label(domain: Domain, archetype: str, counts: Counter[str]) -> str:
+    label = domain.archetype_fallback.get(archetype)
+    if label is None:
+        counts["fallback_to_misc"] += 1
+        return MISC if MISC in domain.labels else next(iter(domain.labels))
+    return label

@@ -1,0 +1,261 @@
+"""The inference config (``recipes/infer/*.yaml``): load, apply ``key=value`` overrides, validate.
+
+Everything about a run lives in this config (base model, adapters and their templates, sampling,
+CCR rule, ablation switches, domains, paths, engine settings), so a run is reproduced from its
+saved ``config.yaml``. Validation happens here, before any model loads: an unknown key (with a
+suggestion), a wrong type, an unknown template, CCR rule or domain, a missing adapter directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.io import ProjectError
+from data_prep.mappings import MappingError, load_domain
+
+CCR_RULES = ("authors", "none", "all")
+CALIBRATION_MODES = ("per_mention",)
+
+
+class ConfigError(ProjectError):
+    pass
+
+
+@dataclass
+class AdapterConfig:
+    path: str = ""
+    template: str = "llama3"
+    enabled: bool = True
+
+
+@dataclass
+class AnchorConfig:
+    # IEPile's English NER instruction (ie2instruction/convert/utils/instruction.py, key NER/en):
+    # the exact interface the public IEPile LoRA was trained on, so it is quoted, not reworded.
+    instruction: str = (
+        "You are an expert in named entity recognition. Please extract entities that match the "
+        "schema definition from the input. Return an empty list if the entity type does not "
+        "exist. Please respond in the format of a JSON string."
+    )
+    max_types_per_query: int = 6
+
+
+@dataclass
+class CCRConfig:
+    # authors: a one-token explorer mention survives only if the anchor found the same string;
+    # none: keep every explorer mention (the "w/o CCR" ablation); all: every explorer mention
+    # needs the anchor's corroboration.
+    rule: str = "authors"
+
+
+@dataclass
+class CalibrationConfig:
+    enabled: bool = True
+    mode: str = "per_mention"  # one constrained choice per mention (paper eq. 12)
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.0  # greedy: reproducible, and what structured choices need
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    max_tokens_extract: int = 1024
+    max_tokens_classify: int = 1024
+    max_tokens_calibrate: int = 16
+
+
+@dataclass
+class EngineConfig:
+    backend: str = "vllm"  # vllm | fake (tests)
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    gpu_memory_utilization: float = 0.9
+    enable_prefix_caching: bool = True
+    max_num_seqs: int = 256
+    cpu_kv_cache_gb: int = 4  # VLLM_CPU_KVCACHE_SPACE on CPU machines
+    seed: int = 0
+    chunk_size: int = 256  # requests per saved chunk: the resume granularity
+    extra: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM as is
+
+
+@dataclass
+class InferenceConfig:
+    model: str = ""
+    calibrator_template: str = "llama3"
+    anchor_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    explorer_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    classifier_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    ccr: CCRConfig = field(default_factory=CCRConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    domains: list[str] = field(default_factory=lambda: ["ai", "literature", "music", "politics",
+                                                        "science"])
+    data_dir: str = "data"
+    limit: int | None = None
+    output_dir: str = "runs/default"
+
+    def adapters(self) -> dict[str, AdapterConfig]:
+        """The enabled adapters by role (the calibrator is the frozen base: no adapter)."""
+        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
+                 "classifier": self.classifier_adapter}
+        return {role: a for role, a in roles.items() if a.enabled}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Construct dataclass ``cls`` from a mapping, checking keys and scalar types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, where)
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        return _coerce(next(o for o in options if o is not type(None)), value, where)
+    if origin is list:
+        if isinstance(value, str):
+            value = value.split(",")  # DOMAINS=music,ai on the command line
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [str(v).strip() for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if hint is int and value != int(value):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``a.b=value`` (YAML-parsed value) into a nested dict; returns the same dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike[str], overrides: list[str] = ()) -> InferenceConfig:
+    """Read, override and validate an inference config; raises :class:`ConfigError`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = apply_overrides(data, list(overrides))
+    config = _build(InferenceConfig, data, "")
+    validate(config, check_paths=config.engine.backend != "fake")
+    return config
+
+
+def adapter_rank(path: str | os.PathLike[str]) -> int:
+    """LoRA rank from ``adapter_config.json`` (vLLM's ``max_lora_rank`` must cover it)."""
+    import json
+
+    config_file = Path(path) / "adapter_config.json"
+    try:
+        return int(json.loads(config_file.read_text())["r"])
+    except FileNotFoundError:
+        message = f"adapter {path}: no adapter_config.json (train or download it)"
+        raise ConfigError(message) from None
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{config_file}: cannot read the LoRA rank ({exc})") from None
+
+
+def validate(config: InferenceConfig, check_paths: bool = True) -> None:
+    from eval.templates import TEMPLATES
+
+    problems = []
+    if not config.model and config.engine.backend != "fake":
+        problems.append("model: no base model given")
+    for role, adapter in {"anchor_adapter": config.anchor_adapter,
+                          "explorer_adapter": config.explorer_adapter,
+                          "classifier_adapter": config.classifier_adapter}.items():
+        if adapter.enabled and adapter.template not in TEMPLATES:
+            problems.append(f"{role}.template: unknown {adapter.template!r} "
+                            f"(known: {sorted(TEMPLATES)})")
+        if adapter.enabled and check_paths:
+            try:
+                adapter_rank(adapter.path)
+            except ConfigError as exc:
+                problems.append(f"{role}.path: {exc}")
+    if config.calibrator_template not in TEMPLATES:
+        problems.append(f"calibrator_template: unknown {config.calibrator_template!r}")
+    if not (config.anchor_adapter.enabled or config.explorer_adapter.enabled):
+        problems.append("stage 1 needs the anchor or the explorer (both are disabled)")
+    if not config.classifier_adapter.enabled:
+        problems.append("classifier_adapter: stage 2 cannot be disabled")
+    if config.ccr.rule not in CCR_RULES:
+        problems.append(f"ccr.rule: unknown {config.ccr.rule!r} (known: {CCR_RULES})")
+    if config.calibration.mode not in CALIBRATION_MODES:
+        problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
+    if config.anchor.max_types_per_query < 1:
+        problems.append("anchor.max_types_per_query must be >= 1")
+    if config.engine.chunk_size < 1:
+        problems.append("engine.chunk_size must be >= 1")
+    if config.limit is not None and config.limit < 1:
+        problems.append("limit must be >= 1 or null")
+    for name in config.domains:
+        try:
+            load_domain(name)
+        except MappingError as exc:
+            problems.append(f"domains: {exc}")
+    if problems:
+        raise ConfigError("invalid inference config:\n  " + "\n  ".join(problems))

@@ -1,0 +1,125 @@
+"""Stage 1, entity discovery: anchor and explorer extractors, then CCR denoising.
+
+* anchor (precision): the public IEPile LoRA, asked in IEPile's own NER format - a JSON string
+  ``{"instruction", "schema", "input"}`` - with at most ``max_types_per_query`` types per query,
+  as IEPile was trained; the chunks' answers are merged.
+* explorer (recall): our Pile-NER LoRA, asked with the prompt it was trained on
+  (:func:`eval.prompts.explorer_prompt`).
+* CCR: the explorer over-generates generic one-word nouns; under the authors' rule a one-token
+  explorer mention is kept only if the anchor found the same string (any type).
+
+The result per sentence is a de-duplicated list of mention strings; mentions that do not occur
+in the sentence (as a whole word) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from data_prep.records import Sentence
+from eval.config import InferenceConfig
+from eval.engine import Completion, Request
+from eval.parsing import parse_type_mentions
+from eval.prompts import explorer_prompt
+from eval.tagging import find_mention
+from eval.templates import get_template, prompt_token_ids, user_content
+
+
+def anchor_content(instruction: str, types: Sequence[str], text: str) -> str:
+    """IEPile's NER query: the whole user turn is one JSON string."""
+    return json.dumps({"instruction": instruction, "schema": list(types), "input": text},
+                      ensure_ascii=False)
+
+
+def type_chunks(types: Sequence[str], size: int) -> list[list[str]]:
+    return [list(types[i:i + size]) for i in range(0, len(types), size)]
+
+
+def anchor_requests(sentences: Sequence[Sentence], types: Sequence[str], config: InferenceConfig,
+                    tokenizer) -> list[Request]:
+    template = config.anchor_adapter.template
+    chunks = type_chunks(types, config.anchor.max_types_per_query)
+    return [
+        Request(f"{s.id}#{k}", prompt_token_ids(
+            tokenizer, template, anchor_content(config.anchor.instruction, chunk, s.text)),
+            "anchor", config.sampling.max_tokens_extract, get_template(template).stop)
+        for s in sentences for k, chunk in enumerate(chunks)
+    ]
+
+
+def explorer_requests(sentences: Sequence[Sentence], types: Sequence[str],
+                      config: InferenceConfig, tokenizer) -> list[Request]:
+    template = config.explorer_adapter.template
+
+    def ids(text: str) -> list[int]:
+        return prompt_token_ids(tokenizer, template, user_content(*explorer_prompt(types, text)))
+
+    stop = get_template(template).stop
+    return [Request(s.id, ids(s.text), "explorer", config.sampling.max_tokens_extract, stop)
+            for s in sentences]
+
+
+def parse_extraction(types: Sequence[str]):
+    """A parse function for the store: ``{type: [mentions]}`` → flat, de-duplicated mentions."""
+
+    def parse(request: Request, completion: Completion) -> tuple[dict, str]:
+        by_type, status, unknown = parse_type_mentions(completion.text, types)
+        mentions = list(dict.fromkeys(m for ms in by_type.values() for m in ms))
+        return {"mentions": mentions, "by_type": by_type, "unknown_types": unknown}, str(status)
+
+    return parse
+
+
+def corroborated(mention: str, anchor: set[str], rule: str) -> bool:
+    """Whether CCR keeps an explorer mention (see :data:`eval.config.CCR_RULES`)."""
+    if rule == "none":
+        return True
+    if rule == "all":
+        return mention in anchor
+    return len(mention.split()) > 1 or mention in anchor  # authors' rule
+
+
+@dataclass
+class Discovery:
+    id: str
+    anchor: list[str] = field(default_factory=list)
+    explorer: list[str] = field(default_factory=list)
+    ccr_dropped: list[str] = field(default_factory=list)
+    not_in_sentence: list[str] = field(default_factory=list)
+    mentions: list[str] = field(default_factory=list)
+
+
+def discover(sentence: Sentence, anchor: list[str] | None, explorer: list[str] | None,
+             rule: str) -> Discovery:
+    """Union of anchor mentions and CCR-kept explorer mentions that occur in the sentence.
+
+    Without an anchor (the "w/o anchor" ablation) nothing can corroborate, so CCR is skipped.
+    """
+    result = Discovery(sentence.id, list(anchor or []), list(explorer or []))
+    anchor_set = set(result.anchor)
+    kept = []
+    for mention in result.explorer:
+        if anchor is None or corroborated(mention, anchor_set, rule):
+            kept.append(mention)
+        else:
+            result.ccr_dropped.append(mention)
+    for mention in dict.fromkeys(result.anchor + kept):
+        if find_mention(sentence.text, mention) >= 0:
+            result.mentions.append(mention)
+        else:
+            result.not_in_sentence.append(mention)
+    return result
+
+
+def discovery_counts(results: Sequence[Discovery]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for r in results:
+        counts["anchor_mentions"] += len(r.anchor)
+        counts["explorer_mentions"] += len(r.explorer)
+        counts["ccr_dropped"] += len(r.ccr_dropped)
+        counts["not_in_sentence"] += len(r.not_in_sentence)
+        counts["discovered"] += len(r.mentions)
+    return counts

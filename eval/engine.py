@@ -1,0 +1,185 @@
+"""Generation backends: one vLLM engine per base model serving every stage, or a fake for tests.
+
+Stages hand the backend a batch of :class:`Request` s (token ids, which adapter, how many tokens,
+optionally a fixed set of allowed answers) and get one :class:`Completion` each, in order. The
+vLLM backend sends the whole batch in one ``LLM.generate`` call, so continuous batching and prefix
+caching work across sentences and adapters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eval.config import InferenceConfig, adapter_rank
+from eval.templates import get_template
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str  # unique within a stage: "<sentence id>" or "<sentence id>#<part>"
+    prompt_ids: list[int]
+    adapter: str | None  # role name of a LoRA adapter, None = the frozen base model
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: str  # "stop" or "length" (cut at max_tokens)
+
+
+class Backend(Protocol):
+    tokenizer: Any
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class CharTokenizer:
+    """A stand-in tokenizer for the fake backend: one id per character, no BOS."""
+
+    bos_token_id = None
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+@dataclass
+class FakeBackend:
+    """Deterministic backend for tests: ``respond(request, prompt_text) -> answer text``."""
+
+    respond: Callable[[Request, str], str]
+    tokenizer: Any = field(default_factory=CharTokenizer)
+    calls: int = 0
+    requests: int = 0
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        self.calls += 1
+        self.requests += len(requests)
+        out = []
+        for request in requests:
+            text = self.respond(request, self.tokenizer.decode(request.prompt_ids))
+            if request.choices is not None and text not in request.choices:
+                text = request.choices[0]  # what a constrained decoder would be forced into
+            truncated = len(text) > request.max_tokens
+            text = text[: request.max_tokens]
+            out.append(Completion(text, len(request.prompt_ids), len(text),
+                                  "length" if truncated else "stop"))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"backend": "fake", "generate_calls": self.calls, "requests": self.requests}
+
+
+def supported_lora_rank(rank: int) -> int:
+    """vLLM accepts only some ``max_lora_rank`` values; take the smallest one that fits."""
+    for allowed in (8, 16, 32, 64, 128, 256, 320, 512):
+        if rank <= allowed:
+            return allowed
+    raise ValueError(f"LoRA rank {rank} exceeds what vLLM supports (512)")
+
+
+class VLLMBackend:
+    """One ``vllm.LLM`` for the base model; each adapter is a ``LoRARequest`` on it."""
+
+    def __init__(self, config: InferenceConfig) -> None:
+        engine = config.engine
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gb))
+        from vllm import LLM
+        from vllm.lora.request import LoRARequest
+
+        adapters = config.adapters()
+        ranks = {role: adapter_rank(a.path) for role, a in adapters.items()}
+        kwargs: dict[str, Any] = {
+            "model": config.model, "dtype": engine.dtype, "seed": engine.seed,
+            "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
+            "tensor_parallel_size": engine.tensor_parallel_size,
+            "enable_prefix_caching": engine.enable_prefix_caching,
+        }
+        if on_gpu():
+            kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+        if adapters:
+            kwargs.update(enable_lora=True, max_loras=len(adapters),
+                          max_lora_rank=supported_lora_rank(max(ranks.values())))
+        kwargs.update(engine.extra)
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.loras = {role: LoRARequest(role, i + 1, str(adapters[role].path))
+                      for i, role in enumerate(adapters)}
+        self.sampling = config.sampling
+        self.calls = 0
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
+
+        if not requests:
+            return []
+        params = [
+            SamplingParams(
+                temperature=self.sampling.temperature, top_p=self.sampling.top_p,
+                repetition_penalty=self.sampling.repetition_penalty, max_tokens=r.max_tokens,
+                stop=list(r.stop) or None, seed=None,
+                structured_outputs=StructuredOutputsParams(choice=list(r.choices))
+                if r.choices else None,
+            )
+            for r in requests
+        ]
+        prompts = [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests]
+        loras = [self.loras[r.adapter] if r.adapter else None for r in requests]
+        self.calls += 1
+        outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=True)
+        return [
+            Completion(o.outputs[0].text, len(o.prompt_token_ids or []),
+                       len(o.outputs[0].token_ids), o.outputs[0].finish_reason or "stop")
+            for o in outputs
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """Engine counters, prefix-cache hit rate included where vLLM exposes it."""
+        stats: dict[str, Any] = {"backend": "vllm", "generate_calls": self.calls}
+        try:
+            metrics = {m.name: m for m in self.llm.get_metrics()}
+        except Exception:  # metrics are best-effort; an engine without them still ran fine
+            return stats
+        queries = getattr(metrics.get("vllm:prefix_cache_queries"), "value", 0)
+        hits = getattr(metrics.get("vllm:prefix_cache_hits"), "value", 0)
+        if queries:
+            stats["prefix_cache_hit_rate"] = hits / queries
+            stats["prefix_cache_queried_tokens"] = queries
+        return stats
+
+
+def on_gpu() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def stop_strings(template: str) -> tuple[str, ...]:
+    return get_template(template).stop
+
+
+def make_backend(config: InferenceConfig, fake: Callable[[Request, str], str] | None = None):
+    """The configured backend; ``fake`` (tests) supplies the fake backend's answers."""
+    if config.engine.backend == "fake":
+        if fake is None:
+            raise ValueError("engine.backend=fake needs a responder (tests only)")
+        return FakeBackend(fake)
+    return VLLMBackend(config)

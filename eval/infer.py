@@ -1,0 +1,174 @@
+"""Run the SAM-NER pipeline: ``make infer`` calls this.
+
+    python -m eval.infer --config recipes/infer/llama3-8b.yaml [--domains music ai] [--limit 20]
+        [--out runs/x] [--dp 2] [key=value ...]
+
+One engine serves every domain and stage. The run directory keeps the resolved config; running
+again into the same directory resumes (saved requests are never generated again), and a changed
+config that would make saved outputs stale is refused. ``--dp N`` starts N engine processes on
+disjoint shards of the sentences (one GPU each when GPUs are present) and merges their outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_prep.cli import make_parser, run
+from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
+from data_prep.mappings import load_archetypes, load_domain
+from data_prep.records import Sentence, load_sentences
+from eval.config import ConfigError, InferenceConfig, load_config
+
+STAGE_FILES = ("stage1_anchor", "stage1_explorer", "stage1_discovery", "stage2_classifier",
+               "stage2_archetypes", "stage3_calibration", "predictions")
+# Settings that change what the model outputs: a saved run with other values would be stale.
+OUTPUT_KEYS = ("model", "calibrator_template", "anchor_adapter", "explorer_adapter",
+               "classifier_adapter", "anchor", "ccr", "calibration", "sampling")
+
+
+def fingerprint(config: InferenceConfig) -> dict[str, Any]:
+    data = config.to_dict()
+    return {k: data[k] for k in OUTPUT_KEYS} | {"seed": config.engine.seed,
+                                                "dtype": config.engine.dtype}
+
+
+def prepare_run_dir(config: InferenceConfig) -> Path:
+    """Create the run dir or check that its saved config matches (resume safety)."""
+    out = Path(config.output_dir)
+    saved = out / "run.json"
+    current = fingerprint(config)
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        changed = sorted(k for k in current.keys() | previous.keys()
+                         if current.get(k) != previous.get(k))
+        if changed:
+            raise ConfigError(f"{out} holds a run made with other settings ({', '.join(changed)}); "
+                              "use a new output dir or delete it")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, json.dumps(current, indent=2))
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return out
+
+
+def domain_sentences(config: InferenceConfig, name: str, shard: tuple[int, int] | None = None
+                     ) -> list[Sentence]:
+    sentences = load_sentences(load_domain(name).sentences_path(config.data_dir))
+    sentences = sentences[: config.limit] if config.limit else sentences
+    if shard:
+        index, count = shard
+        sentences = sentences[index::count]
+    return sentences
+
+
+def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
+                 backend=None) -> dict[str, Path]:
+    """Run every configured domain; returns the predictions file per domain."""
+    from eval.engine import make_backend
+    from eval.pipeline import DomainRun
+
+    out = prepare_run_dir(config)
+    archetypes = load_archetypes()
+    work = {name: domain_sentences(config, name, shard) for name in config.domains}  # fail early
+    backend = backend or make_backend(config)
+    written = {}
+    for name, sentences in work.items():
+        domain_dir = out / name
+        DomainRun(config, load_domain(name), archetypes, backend, domain_dir).run(sentences)
+        written[name] = domain_dir / "predictions.jsonl"
+        print(f"{name}: {len(sentences)} sentences -> {written[name]}")
+    engine_stats = backend.stats()
+    write_text_atomic(out / "engine_stats.json", json.dumps(engine_stats, indent=2))
+    return written
+
+
+def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:
+    """Concatenate the shards' per-stage files in the original sentence order."""
+    out = Path(config.output_dir)
+    for name in config.domains:
+        order = {s.id: i for i, s in enumerate(domain_sentences(config, name))}
+        stats: list[dict[str, Any]] = []
+        for stage in STAGE_FILES:
+            files = [d / name / f"{stage}.jsonl" for d in shard_dirs]
+            if not any(f.exists() for f in files):
+                continue
+            records = [r for f in files if f.exists() for _, r in iter_jsonl(f)]
+            records.sort(key=lambda r: (order[r["id"]], r.get("key", "")))
+            write_jsonl(out / name / f"{stage}.jsonl", records)
+        for d in shard_dirs:
+            stats.append(json.loads((d / name / "stats.json").read_text()))
+        merged: dict[str, Any] = {"sentences": sum(s["sentences"] for s in stats), "stages": {}}
+        for s in stats:
+            for stage, counts in s["stages"].items():
+                bucket = merged["stages"].setdefault(stage, {})
+                for key, value in counts.items():
+                    bucket[key] = bucket.get(key, 0) + value
+        write_text_atomic(out / name / "stats.json", json.dumps(merged, indent=2))
+
+
+def run_data_parallel(config: InferenceConfig, config_path: str, overrides: list[str],
+                      dp: int) -> None:
+    """Start ``dp`` shard processes (one GPU each if any), wait, then merge their outputs."""
+    from eval.engine import on_gpu
+
+    prepare_run_dir(config)
+    shard_root = Path(config.output_dir) / "shards"
+    gpu = on_gpu()
+    processes = []
+    for index in range(dp):
+        env = dict(os.environ)
+        if gpu:
+            env["CUDA_VISIBLE_DEVICES"] = str(index)
+        command = [sys.executable, "-m", "eval.infer", "--config", config_path, *overrides,
+                   "engine.data_parallel_size=1", f"output_dir={shard_root / str(index)}",
+                   "--shard", f"{index}/{dp}"]
+        processes.append(subprocess.Popen(command, env=env))
+    failed = [i for i, p in enumerate(processes) if p.wait() != 0]
+    if failed:
+        raise ConfigError(f"data-parallel shard(s) {failed} failed; re-run to resume them")
+    merge_shards(config, [shard_root / str(i) for i in range(dp)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--domains", nargs="+", help="override the config's domains")
+    parser.add_argument("--limit", type=int, help="first N sentences per domain")
+    parser.add_argument("--out", help="run directory (config: output_dir)")
+    parser.add_argument("--dp", type=int, default=None, help="data-parallel engine processes")
+    parser.add_argument("--shard", help=argparse.SUPPRESS)  # set by --dp for its children
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides (dotted keys)")
+    args = parser.parse_intermixed_args(argv)
+
+    def body() -> None:
+        overrides = list(args.overrides)
+        if args.domains:
+            overrides.append(f"domains={json.dumps(args.domains)}")
+        if args.limit:
+            overrides.append(f"limit={args.limit}")
+        if args.out:
+            overrides.append(f"output_dir={args.out}")
+        if args.dp:
+            overrides.append(f"engine.data_parallel_size={args.dp}")
+        config = load_config(args.config, overrides)
+        dp = config.engine.data_parallel_size
+        if args.shard:
+            index, count = (int(x) for x in args.shard.split("/"))
+            run_pipeline(config, shard=(index, count))
+        elif dp > 1:
+            run_data_parallel(config, args.config, overrides, dp)
+        else:
+            run_pipeline(config)
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The three SAM-NER stages for one domain, on one backend, with artifacts and resume.
+
+Files written under ``OUT/<domain>/`` (LLM stages are resumable, see :mod:`eval.store`)::
+
+    stage1_anchor.jsonl      stage1_explorer.jsonl      LLM records: prompt, raw, parsed, status
+    stage1_discovery.jsonl   per sentence: anchor/explorer mentions, CCR drops, final mentions
+    stage2_classifier.jsonl  LLM records
+    stage2_archetypes.jsonl  per sentence: tagged text, (mention, archetype) pairs
+    stage3_calibration.jsonl LLM records (absent when calibration is off)
+    predictions.jsonl        the scorer's format: {"id", "entities": [{"text", "type"}]}
+    stats.json               per-stage counts of every failure, tokens and calls
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from data_prep.io import write_jsonl, write_text_atomic
+from data_prep.mappings import Archetypes, Domain
+from data_prep.records import Sentence
+from eval import calibration, discovery, mediation
+from eval.config import InferenceConfig
+from eval.engine import Backend, Request
+from eval.store import StageStore, run_stage
+
+
+def record_counts(records: dict[str, dict[str, Any]]) -> Counter[str]:
+    """Parse statuses, truncations and token totals of one LLM stage."""
+    counts: Counter[str] = Counter()
+    for record in records.values():
+        counts["requests"] += 1
+        counts[f"status_{record['status']}"] += 1
+        counts["truncated"] += record["finish_reason"] == "length"
+        counts["prompt_tokens"] += record["prompt_tokens"]
+        counts["output_tokens"] += record["output_tokens"]
+    return counts
+
+
+class DomainRun:
+    def __init__(self, config: InferenceConfig, domain: Domain, archetypes: Archetypes,
+                 backend: Backend, out: Path) -> None:
+        self.config, self.domain, self.archetypes = config, domain, archetypes
+        self.backend, self.out = backend, out
+        self.stats: dict[str, Counter[str]] = {}
+
+    def _stage(self, name: str, requests: Sequence[Request], parse) -> dict[str, dict[str, Any]]:
+        tokenizer = self.backend.tokenizer
+        records = run_stage(
+            StageStore(self.out / f"{name}.jsonl"), requests, self.backend, parse,
+            lambda r: tokenizer.decode(r.prompt_ids), self.config.engine.chunk_size,
+            f"{self.domain.name}: {name}")
+        self.stats[name] = record_counts(records)
+        return records
+
+    def run(self, sentences: Sequence[Sentence]) -> list[dict[str, Any]]:
+        config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
+        types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
+        parse_extraction = discovery.parse_extraction(types)
+
+        # Stage 1: anchor and explorer, then CCR.
+        anchor: dict[str, list[str]] | None = None
+        explorer: dict[str, list[str]] | None = None
+        if config.anchor_adapter.enabled:
+            records = self._stage("stage1_anchor", discovery.anchor_requests(
+                sentences, types, config, tokenizer), parse_extraction)
+            anchor = {s.id: [] for s in sentences}
+            for record in records.values():
+                anchor[record["id"]] += [m for m in record["parsed"]["mentions"]
+                                         if m not in anchor[record["id"]]]
+            self.stats["stage1_anchor"]["unknown_types"] += sum(
+                len(r["parsed"]["unknown_types"]) for r in records.values())
+        if config.explorer_adapter.enabled:
+            records = self._stage("stage1_explorer", discovery.explorer_requests(
+                sentences, types, config, tokenizer), parse_extraction)
+            explorer = {sid: r["parsed"]["mentions"] for sid, r in records.items()}
+            self.stats["stage1_explorer"]["unknown_types"] += sum(
+                len(r["parsed"]["unknown_types"]) for r in records.values())
+        found = [discovery.discover(s, anchor and anchor[s.id], explorer and explorer[s.id],
+                                    config.ccr.rule) for s in sentences]
+        self.stats["stage1_discovery"] = discovery.discovery_counts(found)
+        write_jsonl(self.out / "stage1_discovery.jsonl", map(dataclasses.asdict, found))
+
+        # Stage 2: archetypes of the tagged mentions.
+        archetype_names = self.archetypes.names
+        tagged = {}
+        for sentence, result in zip(sentences, found, strict=True):
+            if result.mentions:
+                tagged[sentence.id] = mediation.tag_sentence(sentence.text, result.mentions)
+        untagged = sum(len(r.mentions) - len(tagged.get(r.id, ("", []))[1]) for r in found)
+        records = self._stage("stage2_classifier", mediation.classifier_requests(
+            [(sid, text) for sid, (text, _) in tagged.items()], archetype_names, config,
+            tokenizer), mediation.parse_classification)
+        counts = self.stats["stage2_classifier"]
+        counts["overlapping_mentions_not_tagged"] += untagged
+        assigned = {sid: mediation.assign_archetypes(mentions, records[sid]["parsed"],
+                                                     archetype_names, counts)
+                    for sid, (_, mentions) in tagged.items()}
+        write_jsonl(self.out / "stage2_archetypes.jsonl", (
+            {"id": sid, "tagged": tagged[sid][0], "archetypes": pairs}
+            for sid, pairs in assigned.items()))
+
+        # Stage 3: target labels.
+        labels: dict[str, list[str]] = {}
+        if config.calibration.enabled:
+            records = self._stage("stage3_calibration", calibration.calibration_requests(
+                [(s.id, s.text, assigned[s.id]) for s in sentences if s.id in assigned],
+                domain, self.archetypes.definitions, config, tokenizer),
+                calibration.label_parser(domain))
+            counts = self.stats["stage3_calibration"]
+            for sid, pairs in assigned.items():
+                labels[sid] = []
+                for k, (_, archetype) in enumerate(pairs):
+                    tag = records[f"{sid}#{k}"]["parsed"]
+                    if tag is None:
+                        counts["invalid_label_to_fallback"] += 1
+                        tag = calibration.fallback_label(domain, archetype, counts)
+                    labels[sid].append(tag)
+        else:
+            counts = self.stats.setdefault("stage3_fallback", Counter())
+            labels = {sid: [calibration.fallback_label(domain, a, counts) for _, a in pairs]
+                      for sid, pairs in assigned.items()}
+
+        predictions = [
+            {"id": s.id, "entities": [
+                {"text": mention, "type": tag}
+                for (mention, _), tag in zip(assigned.get(s.id, []), labels.get(s.id, []),
+                                             strict=True)]}
+            for s in sentences
+        ]
+        write_jsonl(self.out / "predictions.jsonl", predictions)
+        write_text_atomic(self.out / "stats.json", json.dumps(
+            {"sentences": len(sentences), "stages": {k: dict(v) for k, v in self.stats.items()}},
+            indent=2))
+        return predictions

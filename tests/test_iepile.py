@@ -1,0 +1,189 @@
+"""IEPile NER records → archetype-classifier alpaca records (filtering, projection, tagging)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from data_prep import iepile
+from data_prep.iepile import IEPileStats, UnmappedTypesError, convert
+from data_prep.io import DataError
+from data_prep.mappings import load_archetypes
+from eval.prompts import CLASSIFIER_PREAMBLE
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+IEPILE_ZH = SHARED_DATA / "iepile" / "NER" / "train.json"
+# Placeholder: the real IEPile instruction belongs to the inference config, not to this converter.
+INSTRUCTION = "Extract the entities of the schema types from the input."
+
+
+def ner(text: str, output: dict[str, list[str]], task: str = "NER",
+        schema: list[str] | None = None) -> str:
+    instruction = {"instruction": INSTRUCTION, "schema": schema or list(output), "input": text}
+    return json.dumps({"task": task, "source": "CoNLL2003",
+                       "instruction": json.dumps(instruction, ensure_ascii=False),
+                       "output": json.dumps(output, ensure_ascii=False)}, ensure_ascii=False)
+
+
+LINES = [
+    ner("Marie Curie worked in Paris for the Sorbonne on 4 July 1902 .",  # line 1
+        {"person": ["Marie Curie", "Curie"], "organization": ["Sorbonne"],
+         "location": ["Paris"], "date": ["4 July 1902"]}),
+    ner("Alice knows Bob .", {"head": ["Alice"]}, task="RE"),  # 2: not NER
+    ner("It was a quiet week .", {"person": [], "location": []}),  # 3: no entity
+    '{"task": "NER", "instruction": ',  # 4: bad JSON
+    ner("The Lakers beat the Celtics in Boston .",  # 5: unmapped type, a mention not in text
+        {"sports team": ["Lakers", "Celtics"], "location": ["Boston", "Chicago"], "else": []}),
+    ner("It rained all day .", {"location": ["Berlin"]}),  # 6: no mention found
+    ner("Jordan visited Jordan .", {"person": ["Jordan"], "location": ["Jordan"]}),  # 7: conflict
+    ner("See you on Monday .", {"date": ["Monday"]}),  # 8: only a dropped type
+    ner("Arthur drew Excalibur .",  # 9: another unmapped type, schema from the instruction
+        {"person": ["Arthur"], "sports team": [], "weapon": ["Excalibur"]},
+        schema=["person", "sports team", "weapon"]),
+]
+
+
+def prompt(schema: str, sentence: str, output: str) -> dict[str, str]:
+    return {"instruction": CLASSIFIER_PREAMBLE + "\nSchema: " + schema,
+            "input": "Sentence: " + sentence, "output": output}
+
+
+EXPECTED = [
+    prompt('["person", "organization", "location"]',
+           "<ENT>Marie Curie</ENT> worked in <ENT>Paris</ENT> for the <ENT>Sorbonne</ENT> on "
+           "4 July 1902 .",
+           '[{"Marie Curie": "person"}, {"Paris": "location"}, {"Sorbonne": "organization"}]'),
+    prompt('["location", "misc"]', "The Lakers beat the Celtics in <ENT>Boston</ENT> .",
+           '[{"Boston": "location"}]'),
+    prompt('["person", "location"]', "<ENT>Jordan</ENT> visited Jordan .",
+           '[{"Jordan": "person"}]'),
+    prompt('["person"]', "<ENT>Arthur</ENT> drew Excalibur .", '[{"Arthur": "person"}]'),
+]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def read_out(path: Path) -> list[dict[str, Any]]:
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def expected_stats() -> IEPileStats:
+    stats = IEPileStats(
+        lines_read=9, bad_lines=1, not_ner=1, no_entity=1, no_mention_left=1,
+        no_tagged_mention=1, records_written=4, mentions_read=15, dropped_type_mentions=2,
+        unmapped_mentions=3, conflicts=1, mentions_not_found=3, mentions_tagged=6)
+    stats.unmapped_records.update({"sports team": 2, "weapon": 1})
+    stats.unmapped_mention_counts.update({"sports team": 2, "weapon": 1})
+    return stats
+
+
+def test_fixture_exact_output_and_stats(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    stats = convert(src, tmp_path / "out.jsonl", skip_unmapped=True, skip_bad=True)
+    assert read_out(tmp_path / "out.jsonl") == EXPECTED
+    assert stats == expected_stats()
+
+
+def test_json_array_output(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    convert(src, tmp_path / "out.json", skip_unmapped=True, skip_bad=True)
+    assert read_out(tmp_path / "out.json") == EXPECTED
+
+
+def test_unmapped_types_fail_after_the_whole_pass(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(UnmappedTypesError) as err:
+        convert(src, out, skip_bad=True)
+    assert not out.exists()
+    assert err.value.stats == expected_stats()  # the pass was finished
+    message = str(err.value)
+    assert message.endswith("\n  'sports team': 2 records, 2 mentions"
+                            "\n  'weapon': 1 records, 1 mentions")
+    assert message.startswith("2 IEPile types are neither projected nor dropped")
+
+
+def test_bad_json_line_fails_with_file_and_line(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    with pytest.raises(DataError, match=r"train\.json:4: "):
+        convert(src, tmp_path / "out.jsonl", skip_unmapped=True)
+    bad_field = write_lines(tmp_path / "bad.json", [
+        json.dumps({"task": "NER", "instruction": "{}", "output": "{}"})])
+    with pytest.raises(DataError, match=r"bad\.json:1: 'instruction' must encode an object"):
+        convert(bad_field, tmp_path / "out.jsonl")
+    bad_output = write_lines(tmp_path / "bad2.json", [ner("A .", {"person": "A"})])
+    with pytest.raises(DataError, match=r"bad2\.json:1: 'output' type 'person' must map"):
+        convert(bad_output, tmp_path / "out.jsonl")
+
+
+def test_limit_caps_written_records(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    stats = convert(src, tmp_path / "out.jsonl", skip_unmapped=True, skip_bad=True, limit=2)
+    assert read_out(tmp_path / "out.jsonl") == EXPECTED[:2]
+    assert stats.lines_read == 5  # stopped right after the second written record
+
+
+def test_streaming_reads_lazily(tmp_path: Path) -> None:
+    """Records come out while the file is being read: nothing holds the whole input."""
+    lines = [ner(f"Ada number {i} .", {"person": ["Ada"]}) for i in range(5000)]
+    src = write_lines(tmp_path / "big.json", lines)
+    stats = IEPileStats()
+    records = iepile.iter_records(src, load_archetypes(), stats)
+    next(records)
+    assert stats.lines_read == 1
+    records.close()
+
+
+def test_schema_follows_archetypes_yaml_order(tmp_path: Path) -> None:
+    yaml_path = tmp_path / "archetypes.yaml"
+    yaml_path.write_text(
+        "archetypes:\n"
+        "  location: {definition: A place.}\n"
+        "  person: {definition: A human.}\n"
+        "projection:\n"
+        "  location: [city]\n"
+        "  person: [person, actor]\n"
+        "dropped_types: [date]\n", encoding="utf-8")
+    src = write_lines(tmp_path / "train.json", [
+        ner("Ada acted in Rome .", {"actor": ["Ada"], "person": [], "city": ["Rome"]})])
+    convert(src, tmp_path / "out.jsonl", archetypes=load_archetypes(yaml_path))
+    assert read_out(tmp_path / "out.jsonl") == [
+        prompt('["location", "person"]', "<ENT>Ada</ENT> acted in <ENT>Rome</ENT> .",
+               '[{"Ada": "person"}, {"Rome": "location"}]')]
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    out = tmp_path / "out.jsonl"
+    assert iepile.main(["--src", str(src), "--out", str(out), "--skip-bad"]) == 2
+    captured = capsys.readouterr()
+    assert "'sports team': 2 records" in captured.err and "nothing written" in captured.out
+    assert not out.exists()
+    argv = ["--src", str(src), "--out", str(out), "--skip-bad", "--skip-unmapped"]
+    assert iepile.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "mentions_not_found" in printed and "'weapon': 1 records" in printed
+    assert read_out(out) == EXPECTED
+
+
+def test_real_chinese_sample(tmp_path: Path) -> None:
+    stats = convert(IEPILE_ZH, tmp_path / "zh.jsonl")
+    schema = '["person", "organization", "location"]'
+    assert read_out(tmp_path / "zh.jsonl") == [
+        prompt(schema, "相比之下，<ENT>青岛海牛队</ENT>和<ENT>广州松日队</ENT>的雨中之战虽然也是"
+                       "0∶0，但乏善可陈。",
+               '[{"青岛海牛队": "organization"}, {"广州松日队": "organization"}]'),
+        prompt(schema, "<ENT>胡</ENT>老说，当画画疲倦时就到院里去看看，给这盆花浇点水，给那棵花"
+                       "剪剪枝，回来再接着画，画累了再出去，如此循环往复，脑体结合，有益健康，胜过吃药。",
+               '[{"胡": "person"}]'),
+    ]
+    assert (stats.lines_read, stats.no_entity, stats.records_written) == (6, 4, 2)
+    assert stats.mentions_tagged == 3 and not stats.unmapped_records

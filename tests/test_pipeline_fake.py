@@ -1,0 +1,206 @@
+"""The three-stage pipeline on a deterministic fake backend: plumbing, failure counting, resume."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+import yaml
+
+from data_prep.io import iter_jsonl
+from data_prep.mappings import load_domain
+from data_prep.records import load_sentences
+from eval.config import ConfigError, load_config
+from eval.engine import FakeBackend, Request
+from eval.infer import run_pipeline
+from eval.score import load_gold, load_predictions, score
+
+MUSIC = load_domain("music")
+NAME_TO_TAG = {label.name: tag for tag, label in MUSIC.labels.items()}
+TAG_TO_NAME = {tag: label.name for tag, label in MUSIC.labels.items()}
+ARCHETYPE = {"musicalartist": "person", "person": "person", "band": "organization",
+             "organisation": "organization", "country": "location", "location": "location",
+             "event": "event", "song": "creative_work", "album": "creative_work",
+             "musicalinstrument": "artifact"}
+
+
+def write_config(tmp_path, converted_crossner, **overrides) -> str:
+    data = {"model": "fake", "engine": {"backend": "fake", "chunk_size": 4},
+            "domains": ["music"], "data_dir": str(converted_crossner.parent), "limit": 10,
+            "output_dir": str(tmp_path / "run")}
+    for key, value in overrides.items():
+        data[key] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def gold_by_text(converted_crossner):
+    return {s.text: s for s in load_sentences(converted_crossner / "music" / "test.jsonl")}
+
+
+def sentence_of(prompt: str, gold: dict) -> object:
+    for text, sentence in gold.items():
+        if text in prompt:
+            return sentence
+    raise AssertionError("prompt without a known sentence")
+
+
+def oracle(gold):
+    """A perfect model: every stage answers from the gold annotation."""
+
+    def respond(request: Request, prompt: str) -> str:
+        if request.adapter in ("anchor", "explorer"):
+            schema = json.loads(re.search(r'"?schema"?:? (\[[^\]]*\])', prompt).group(1)
+                                if request.adapter == "anchor"
+                                else re.search(r"Schema: (\[.*?\])", prompt).group(1))
+            s = sentence_of(prompt.replace('\\"', '"'), gold)
+            answer = {t: [] for t in schema}
+            for e in s.entities:
+                if TAG_TO_NAME[e.type] in answer:
+                    answer[TAG_TO_NAME[e.type]].append(e.text)
+            return json.dumps(answer)
+        if request.adapter == "classifier":
+            s = sentence_of(re.sub(r"</?ENT>", "", prompt), gold)
+            gold_type = {e.text: e.type for e in s.entities}
+            mentions = re.findall(r"<ENT>(.*?)</ENT>", prompt.split("Sentence: ", 1)[1])
+            return json.dumps([{m: ARCHETYPE.get(gold_type.get(m), "misc")} for m in mentions])
+        s = sentence_of(prompt.split("Sentence: ", 1)[1], gold)
+        mention = re.search(r"\nMention: (.*)\nArchetype", prompt).group(1)
+        types = [e.type for e in s.entities if e.text == mention]
+        return TAG_TO_NAME[types[0]] if types else "miscellaneous"
+
+    return respond
+
+
+def test_oracle_pipeline_reaches_gold_in_string_mode(tmp_path, converted_crossner):
+    gold = gold_by_text(converted_crossner)
+    config = load_config(write_config(tmp_path, converted_crossner))
+    backend = FakeBackend(oracle(gold))
+    written = run_pipeline(config, backend=backend)
+    preds = load_predictions([written["music"]])
+    gold_sents = load_sentences(converted_crossner / "music" / "test.jsonl")[:10]
+    report = score(gold_sents, preds, "string", misc=False)
+    # Perfect answers at every stage: every non-misc gold (mention, type) pair is recovered.
+    assert report.domains["music"].total.recall == 1.0
+    assert report.domains["music"].total.precision == 1.0
+    # 13 labels minus misc = 12 types → 2 anchor queries per sentence (chunks of at most 6).
+    stats = json.loads((tmp_path / "run" / "music" / "stats.json").read_text())["stages"]
+    assert stats["stage1_anchor"]["requests"] == 20
+    assert stats["stage1_explorer"]["requests"] == 10
+    assert stats["stage1_anchor"]["status_ok"] == 20
+    for name in ("stage1_anchor", "stage1_explorer", "stage2_classifier", "stage3_calibration"):
+        lines = [r for _, r in iter_jsonl(tmp_path / "run" / "music" / f"{name}.jsonl")]
+        assert lines and all({"id", "prompt", "raw", "parsed", "status"} <= r.keys() for r in lines)
+
+
+def test_malformed_outputs_are_counted_never_fatal(tmp_path, converted_crossner):
+    """Each stage gets broken answers; the run finishes and every failure shows in stats.json."""
+    gold = gold_by_text(converted_crossner)
+    good = oracle(gold)
+    calls = Counter()
+
+    def respond(request: Request, prompt: str) -> str:
+        calls[request.adapter] += 1
+        n = calls[request.adapter]
+        if request.adapter == "anchor":
+            return ["", "Sorry, I cannot help.", good(request, prompt)[:25]][n % 3]
+        if request.adapter == "explorer":
+            return ['Here you go: ```json\n{"band": ["Nonexistent Band", "the"], '
+                    '"made-up type": ["x"]}\n```', good(request, prompt)][n % 2]
+        if request.adapter == "classifier":
+            mentions = re.findall(r"<ENT>(.*?)</ENT>", prompt.split("Sentence: ", 1)[1])
+            return json.dumps([{m: "planet"} for m in mentions[:1]] + [{"ghost": "person"}])
+        return "not a label"  # the fake forces it into the first choice, as constrained decoding
+
+    config = load_config(write_config(tmp_path, converted_crossner))
+    written = run_pipeline(config, backend=FakeBackend(respond))
+    stats = json.loads((tmp_path / "run" / "music" / "stats.json").read_text())["stages"]
+    assert stats["stage1_anchor"]["status_empty"] >= 1
+    assert stats["stage1_anchor"]["status_invalid"] >= 1
+    assert stats["stage1_explorer"]["status_repaired"] >= 1
+    assert stats["stage1_explorer"]["unknown_types"] >= 1
+    assert stats["stage1_discovery"]["not_in_sentence"] >= 1  # "Nonexistent Band"
+    assert stats["stage1_discovery"]["ccr_dropped"] >= 1  # one-token "the" without the anchor
+    assert stats["stage2_classifier"]["unknown_archetype_to_misc"] >= 1  # "planet"
+    assert stats["stage2_classifier"]["answer_mention_not_tagged"] >= 1  # "ghost"
+    assert stats["stage2_classifier"]["omitted_to_misc"] >= 1
+    preds = load_predictions([written["music"]])
+    assert len(preds) == 10  # every sentence has a record, even with nothing found
+    labels = set(MUSIC.labels)
+    assert all(t in labels for pairs in preds.values() for _, t in pairs)
+
+
+def test_resume_never_recomputes_and_gives_identical_predictions(tmp_path, converted_crossner):
+    gold = gold_by_text(converted_crossner)
+    path = write_config(tmp_path, converted_crossner)
+    config = load_config(path)
+    full = FakeBackend(oracle(gold))
+    run_pipeline(config, backend=full)
+    reference = (tmp_path / "run" / "music" / "predictions.jsonl").read_text()
+
+    # Kill mid-stage: keep the first chunk of the classifier file and a torn half line.
+    run_dir = tmp_path / "run" / "music"
+    stage2 = run_dir / "stage2_classifier.jsonl"
+    lines = stage2.read_text().splitlines(keepends=True)
+    stage2.write_text("".join(lines[:4]) + lines[4][:20])
+    (run_dir / "stage3_calibration.jsonl").unlink()
+    (run_dir / "predictions.jsonl").unlink()
+
+    again = FakeBackend(oracle(gold))
+    run_pipeline(load_config(path), backend=again)
+    assert (run_dir / "predictions.jsonl").read_text() == reference
+    stage1_requests = 20 + 10
+    assert again.requests == (len(lines) - 4) + sum(
+        1 for _ in iter_jsonl(run_dir / "stage3_calibration.jsonl"))
+    assert again.requests < full.requests - stage1_requests + 1
+
+    # A third run has nothing left to generate.
+    idle = FakeBackend(oracle(gold))
+    run_pipeline(load_config(path), backend=idle)
+    assert idle.requests == 0
+
+
+def test_changed_settings_refuse_to_resume(tmp_path, converted_crossner):
+    path = write_config(tmp_path, converted_crossner)
+    run_pipeline(load_config(path), backend=FakeBackend(oracle(gold_by_text(converted_crossner))))
+    with pytest.raises(ConfigError, match=r"other settings .*ccr"):
+        run_pipeline(load_config(path, ["ccr.rule=none"]),
+                     backend=FakeBackend(lambda r, p: ""))
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("ccr.rul=none", "unknown key 'rul' .*did you mean 'rule'"),
+    ("ccr.rule=sometimes", "ccr.rule: unknown 'sometimes'"),
+    ("anchor_adapter.template=llama2", "unknown 'llama2'"),
+    ("domains=[jazz]", "unknown domain 'jazz'"),
+    ("limit=zero", "limit: expected a number"),
+    ("classifier_adapter.enabled=false", "stage 2 cannot be disabled"),
+])
+def test_config_errors_before_any_model(tmp_path, converted_crossner, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write_config(tmp_path, converted_crossner), [override])
+
+
+def test_missing_adapter_is_reported_for_a_real_backend(tmp_path, converted_crossner):
+    path = write_config(tmp_path, converted_crossner)
+    with pytest.raises(ConfigError, match=r"anchor_adapter\.path: .*no adapter_config\.json"):
+        load_config(path, ["engine.backend=vllm", f"anchor_adapter.path={tmp_path}/none"])
+
+
+@pytest.mark.parametrize(("switch", "absent"), [
+    ("anchor_adapter.enabled=false", "stage1_anchor.jsonl"),
+    ("explorer_adapter.enabled=false", "stage1_explorer.jsonl"),
+    ("calibration.enabled=false", "stage3_calibration.jsonl"),
+])
+def test_ablation_switches(tmp_path, converted_crossner, switch, absent):
+    gold = gold_by_text(converted_crossner)
+    config = load_config(write_config(tmp_path, converted_crossner), [switch])
+    run_pipeline(config, backend=FakeBackend(oracle(gold)))
+    run_dir = tmp_path / "run" / "music"
+    assert not (run_dir / absent).exists()
+    preds = load_predictions([run_dir / "predictions.jsonl"])
+    gold_sentences = load_gold([converted_crossner / "music" / "test.jsonl"])[:10]
+    assert score(gold_sentences, preds, "string").domains["music"].total.tp > 0
