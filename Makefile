@@ -39,14 +39,14 @@ data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/<split>.jsonl (CROS
 baseline: data  ## train-split gazetteer baseline → $(OUT)/<domain>/predictions.jsonl
 	$(DEV_PY) -m eval.gazetteer --data $(CROSSNER) --out $(OUT) --domains $(DOMAINS)
 
-eval: env-dev  ## score every domain with predictions in OUT (span mode, misc on; see eval.score)
-	$(DEV_PY) -m eval.score --run $(OUT) --data $(CROSSNER)
+eval: env-dev  ## report for OUT: span/string x misc on/off, paper F1 beside ours, plots -> OUT/report
+	$(DEV_PY) -m eval.report --run $(OUT) --data $(CROSSNER)
 
 demo: baseline  ## the CPU demo: convert CrossNER, run the gazetteer baseline, print the table
 	$(MAKE) --no-print-directory eval OUT=$(OUT)
 
 test: envs  ## the whole test suite (CI runs exactly this); fails when no test ran
-	$(DEV_PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	SAMNER_VENV=$(VENV) $(DEV_PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: env-dev  ## ruff

@@ -50,6 +50,16 @@ class AnchorConfig:
 
 
 @dataclass
+class ExtractionConfig:
+    # Constrain stage-1 answers with a JSON schema whose mentions must be word n-grams of the
+    # sentence (vLLM structured outputs). Off for the paper setup (the adapters answer freely);
+    # on, a weak model can only answer well-formed JSON of real spans.
+    constrain_to_spans: bool = False
+    max_span_words: int = 8
+    max_mentions_per_type: int = 8
+
+
+@dataclass
 class CCRConfig:
     # authors: a one-token explorer mention survives only if the anchor found the same string;
     # none: keep every explorer mention (the "w/o CCR" ablation); all: every explorer mention
@@ -97,6 +107,7 @@ class InferenceConfig:
     explorer_adapter: AdapterConfig = field(default_factory=AdapterConfig)
     classifier_adapter: AdapterConfig = field(default_factory=AdapterConfig)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     ccr: CCRConfig = field(default_factory=CCRConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -248,6 +259,8 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
     if config.anchor.max_types_per_query < 1:
         problems.append("anchor.max_types_per_query must be >= 1")
+    if config.extraction.max_span_words < 1 or config.extraction.max_mentions_per_type < 1:
+        problems.append("extraction: max_span_words and max_mentions_per_type must be >= 1")
     if config.engine.chunk_size < 1:
         problems.append("engine.chunk_size must be >= 1")
     if config.limit is not None and config.limit < 1:

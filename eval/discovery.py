@@ -38,6 +38,41 @@ def type_chunks(types: Sequence[str], size: int) -> list[list[str]]:
     return [list(types[i:i + size]) for i in range(0, len(types), size)]
 
 
+def word_spans(text: str, max_words: int) -> list[str]:
+    """Every run of up to ``max_words`` whitespace tokens of ``text``, first occurrence order."""
+    words = text.split()
+    spans = (" ".join(words[i:i + n]) for i in range(len(words))
+             for n in range(1, min(max_words, len(words) - i) + 1))
+    return list(dict.fromkeys(spans))
+
+
+def _literal(value: str) -> str:
+    """An EBNF string literal that matches ``value`` JSON-encoded (quotes included)."""
+    return json.dumps(json.dumps(value, ensure_ascii=False), ensure_ascii=False)
+
+
+def span_grammar(types: Sequence[str], text: str, config: InferenceConfig) -> str | None:
+    """EBNF for ``{"type": [span, ...], ...}`` (every type, in order, no whitespace) whose
+    mentions are word spans of ``text``; None when the config does not constrain extraction.
+
+    A grammar rather than a JSON schema: JSON schemas let a weak model pad with whitespace until
+    max_tokens, which xgrammar's whitespace switches did not stop in vLLM 0.28 (seen on CPU).
+    """
+    extraction = config.extraction
+    if not extraction.constrain_to_spans:
+        return None
+    spans = word_spans(text, extraction.max_span_words) or [""]
+    items = "item"
+    for _ in range(extraction.max_mentions_per_type - 1):
+        items = f'item ( "," {items} )?'
+    members = ' "," '.join(f'{_literal(t)} ":" list' for t in types)
+    return "\n".join([
+        f'root ::= "{{" {members} "}}"',
+        f'list ::= "[" ( {items} )? "]"',
+        "item ::= " + " | ".join(_literal(s) for s in spans),
+    ])
+
+
 def anchor_requests(sentences: Sequence[Sentence], types: Sequence[str], config: InferenceConfig,
                     tokenizer) -> list[Request]:
     template = config.anchor_adapter.template
@@ -45,7 +80,8 @@ def anchor_requests(sentences: Sequence[Sentence], types: Sequence[str], config:
     return [
         Request(f"{s.id}#{k}", prompt_token_ids(
             tokenizer, template, anchor_content(config.anchor.instruction, chunk, s.text)),
-            "anchor", config.sampling.max_tokens_extract, get_template(template).stop)
+            "anchor", config.sampling.max_tokens_extract, get_template(template).stop,
+            grammar=span_grammar(chunk, s.text, config))
         for s in sentences for k, chunk in enumerate(chunks)
     ]
 
@@ -58,7 +94,8 @@ def explorer_requests(sentences: Sequence[Sentence], types: Sequence[str],
         return prompt_token_ids(tokenizer, template, user_content(*explorer_prompt(types, text)))
 
     stop = get_template(template).stop
-    return [Request(s.id, ids(s.text), "explorer", config.sampling.max_tokens_extract, stop)
+    return [Request(s.id, ids(s.text), "explorer", config.sampling.max_tokens_extract, stop,
+                    grammar=span_grammar(types, s.text, config))
             for s in sentences]
 
 

@@ -25,6 +25,7 @@ class Request:
     max_tokens: int
     stop: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
+    grammar: str | None = None  # structured output: an EBNF grammar the answer must follow
 
 
 @dataclass
@@ -107,6 +108,7 @@ class VLLMBackend:
             "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
             "tensor_parallel_size": engine.tensor_parallel_size,
             "enable_prefix_caching": engine.enable_prefix_caching,
+            "disable_log_stats": False,  # keeps the counters that get_metrics() reports
         }
         if on_gpu():
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
@@ -124,7 +126,6 @@ class VLLMBackend:
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import StructuredOutputsParams
 
         if not requests:
             return []
@@ -133,8 +134,7 @@ class VLLMBackend:
                 temperature=self.sampling.temperature, top_p=self.sampling.top_p,
                 repetition_penalty=self.sampling.repetition_penalty, max_tokens=r.max_tokens,
                 stop=list(r.stop) or None, seed=None,
-                structured_outputs=StructuredOutputsParams(choice=list(r.choices))
-                if r.choices else None,
+                structured_outputs=structured(r),
             )
             for r in requests
         ]
@@ -161,6 +161,16 @@ class VLLMBackend:
             stats["prefix_cache_hit_rate"] = hits / queries
             stats["prefix_cache_queried_tokens"] = queries
         return stats
+
+
+def structured(request: Request):
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if request.choices:
+        return StructuredOutputsParams(choice=list(request.choices))
+    if request.grammar:
+        return StructuredOutputsParams(grammar=request.grammar)
+    return None
 
 
 def on_gpu() -> bool:

@@ -36,7 +36,8 @@ def converted_crossner(shared_data: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def venv_dir(name: str) -> Path:
-    return REPO / ".venv" / name
+    """Environments live under SAMNER_VENV (``make test`` passes its VENV), default .venv."""
+    return REPO / os.environ.get("SAMNER_VENV", ".venv") / name
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +77,150 @@ def tiny_model(venv_python, tmp_path_factory: pytest.TempPathFactory) -> Path:
     if done.returncode != 0:
         pytest.fail(f"tiny model build failed:\n{done.stderr[-3000:]}")
     return out
+
+
+# --- training data and tiny LoRA adapters (LlamaFactory on CPU) -------------------------------
+
+PILE_NER_SLIMER_GLOB = "pile_ner/slimer_*.jsonl"
+TINY_TRAIN_LIMIT = 48  # Pile-NER passages for the tiny explorer
+TINY_TRAIN_STEPS = 30  # per adapter; enough for the loss of a random tiny model to fall clearly
+# Placeholder wording: the real IEPile instruction belongs to the inference config; the
+# classifier converter reads only the schema, the input and the output.
+IEPILE_EN_INSTRUCTION = "Extract the entities of the schema types from the input as JSON."
+# Our own English sentences in IEPile's record layout, with types the archetype table projects
+# (product -> artifact, facility -> location, ...), a dropped one (date) and negative types.
+IEPILE_EN_SENTENCES: list[tuple[str, dict[str, list[str]]]] = [
+    ("Maria Lopez joined Siemens in Munich last spring .",
+     {"person": ["Maria Lopez"], "organization": ["Siemens"], "location": ["Munich"]}),
+    ("The Red Cross sent volunteers to Lisbon after the flood .",
+     {"organization": ["Red Cross"], "location": ["Lisbon"], "person": []}),
+    ("Kenji Tanaka bought a Nintendo Switch at a shop in Osaka .",
+     {"person": ["Kenji Tanaka"], "product": ["Nintendo Switch"], "location": ["Osaka"]}),
+    ("The Tour de France ended in Paris on 23 July 2023 .",
+     {"event": ["Tour de France"], "location": ["Paris"], "date": ["23 July 2023"]}),
+    ("Amazon opened a warehouse near Leeds .",
+     {"organization": ["Amazon"], "location": ["Leeds"], "product": []}),
+    ("Greta Olsen presented the Kindle Scribe at the Frankfurt Book Fair .",
+     {"person": ["Greta Olsen"], "product": ["Kindle Scribe"], "event": ["Frankfurt Book Fair"]}),
+    ("The United Nations met in Geneva to discuss water rights .",
+     {"organization": ["United Nations"], "location": ["Geneva"], "event": []}),
+    ("Ahmed Hassan ran the Boston Marathon in under three hours .",
+     {"person": ["Ahmed Hassan"], "event": ["Boston Marathon"], "organization": []}),
+    ("Volvo tested the new EX30 on roads outside Gothenburg .",
+     {"organization": ["Volvo"], "product": ["EX30"], "location": ["Gothenburg"]}),
+    ("Lucia Bianchi teaches chemistry at the University of Bologna .",
+     {"person": ["Lucia Bianchi"], "organization": ["University of Bologna"], "location": []}),
+    ("Thousands watched the Olympic Games opening ceremony in Tokyo .",
+     {"event": ["Olympic Games"], "location": ["Tokyo"], "person": []}),
+    ("Samsung released the Galaxy Tab in Seoul .",
+     {"organization": ["Samsung"], "product": ["Galaxy Tab"], "location": ["Seoul"]}),
+    ("Pierre Dubois flew from Montreal to Vancouver with Air Canada .",
+     {"person": ["Pierre Dubois"], "location": ["Montreal", "Vancouver"],
+      "organization": ["Air Canada"]}),
+    ("The Glastonbury Festival drew large crowds to Somerset .",
+     {"event": ["Glastonbury Festival"], "location": ["Somerset"], "organization": []}),
+    ("Priya Nair wrote her thesis on a Raspberry Pi cluster .",
+     {"person": ["Priya Nair"], "product": ["Raspberry Pi"], "event": []}),
+    ("Greenpeace protested outside the Shell offices in The Hague .",
+     {"organization": ["Greenpeace", "Shell"], "location": ["The Hague"]}),
+    ("Tomas Novak played at the Wimbledon Championships for the first time .",
+     {"person": ["Tomas Novak"], "event": ["Wimbledon Championships"], "location": []}),
+    ("Lego built a new factory in Monterrey .",
+     {"organization": ["Lego"], "location": ["Monterrey"], "product": []}),
+    ("Fatima Zahra reviewed the iPhone 15 for a magazine in Casablanca .",
+     {"person": ["Fatima Zahra"], "product": ["iPhone 15"], "location": ["Casablanca"]}),
+    ("The World Cup final took place in Doha in December 2022 .",
+     {"event": ["World Cup"], "location": ["Doha"], "date": ["December 2022"]}),
+    ("Oxfam and UNICEF delivered food to Nairobi .",
+     {"organization": ["Oxfam", "UNICEF"], "location": ["Nairobi"], "person": []}),
+    ("Liam Murphy repaired an old Walkman in his flat in Dublin .",
+     {"person": ["Liam Murphy"], "product": ["Walkman"], "location": ["Dublin"]}),
+    ("Anna Schmidt opened the Berlin Film Festival with a short speech .",
+     {"person": ["Anna Schmidt"], "event": ["Berlin Film Festival"], "organization": []}),
+    ("Toyota recalled the Prius in several markets .",
+     {"organization": ["Toyota"], "product": ["Prius"], "location": []}),
+    ("Carlos Mendes moved from Porto to Madrid to work for Telefonica .",
+     {"person": ["Carlos Mendes"], "location": ["Porto", "Madrid"],
+      "organization": ["Telefonica"]}),
+    ("The Edinburgh Fringe hosted comedians from Sydney .",
+     {"event": ["Edinburgh Fringe"], "location": ["Sydney"], "person": []}),
+    ("Mei Chen demonstrated the Apple Watch to students in Singapore .",
+     {"person": ["Mei Chen"], "product": ["Apple Watch"], "location": ["Singapore"]}),
+    ("NASA and the European Space Agency planned a mission from Kourou .",
+     {"organization": ["NASA", "European Space Agency"], "location": ["Kourou"], "else": []}),
+    ("Olga Ivanova won a medal at the World Chess Championship .",
+     {"person": ["Olga Ivanova"], "event": ["World Chess Championship"], "else": []}),
+    ("Heathrow Airport closed a runway while Boeing engineers inspected a 787 .",
+     {"facility": ["Heathrow Airport"], "organization": ["Boeing"], "product": ["787"]}),
+]
+
+
+def write_iepile_en(path: Path) -> Path:
+    """IEPile's training layout (``task``, ``source``, ``instruction`` and ``output`` as JSON
+    strings) for :data:`IEPILE_EN_SENTENCES`; every mention occurs in its sentence."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for sentence, output in IEPILE_EN_SENTENCES:
+            for mentions in output.values():
+                assert all(m in sentence for m in mentions), (sentence, mentions)
+            instruction = {"instruction": IEPILE_EN_INSTRUCTION, "schema": list(output),
+                           "input": sentence}
+            record = {"task": "NER", "source": "samner-fixture",
+                      "instruction": json.dumps(instruction), "output": json.dumps(output)}
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def iepile_en_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small English IEPile-layout train file (JSON Lines) written by the fixture."""
+    return write_iepile_en(tmp_path_factory.mktemp("iepile-en") / "train.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_train_data(shared_data: Path, iepile_en_file: Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LlamaFactory dataset dir built by ``data_prep.train_data`` from local files:
+    ``samner_explorer`` from the real Pile-NER sample (SLIMER layout, first 48 passages) and
+    ``samner_classifier`` from :func:`iepile_en_file`, both in ``dataset_info.json``."""
+    from data_prep import train_data
+
+    slimer = sorted(shared_data.glob(PILE_NER_SLIMER_GLOB))
+    if not slimer:
+        pytest.fail(f"no {PILE_NER_SLIMER_GLOB} under {shared_data}")
+    out = tmp_path_factory.mktemp("train-data")
+    train_data.build(out, pile_ner_file=slimer[0], iepile_file=iepile_en_file,
+                     limit=TINY_TRAIN_LIMIT, pile_ner_format="slimer")
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(venv_python, tiny_model: Path, tiny_train_data: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both LoRA adapters trained on CPU through ``tools.train`` and the tiny recipes:
+    ``{"explorer": dir, "classifier": dir}``, each a standard PEFT dir (adapter_config.json,
+    adapter_model.safetensors) with LlamaFactory's trainer_state.json beside it. Seconds each
+    (log in ``<dir>/../train-<role>.log``, wall time in ``<dir>/../train-<role>.seconds``)."""
+    import time
+
+    python = venv_python("train")
+    root = tmp_path_factory.mktemp("adapters")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
+           "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    adapters = {}
+    for role in ("explorer", "classifier"):
+        out = root / role
+        command = [str(python), "-m", "tools.train", f"recipes/train/{role}-tiny-cpu.yaml",
+                   f"model_name_or_path={tiny_model}", f"dataset_dir={tiny_train_data}",
+                   f"output_dir={out}", f"max_steps={TINY_TRAIN_STEPS}"]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
+                              timeout=900)
+        seconds = time.perf_counter() - start
+        (root / f"train-{role}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+        (root / f"train-{role}.seconds").write_text(f"{seconds:.1f}\n", encoding="utf-8")
+        if done.returncode != 0:
+            pytest.fail(f"training the {role} adapter failed ({done.returncode}):\n"
+                        f"{done.stderr[-3000:]}")
+        adapters[role] = out
+    return adapters

@@ -1,0 +1,483 @@
+"""The evaluation report of one run: our scores in every scoring setting beside the paper's.
+
+    python -m eval.report --run RUN [--data data/crossner] [--paper recipes/paper_results.yaml]
+                          [--out RUN/report]
+
+Scores every ``RUN/<domain>/predictions.jsonl`` with :mod:`eval.score` in the four settings
+(string/span mode x misc off/on) and writes, each file atomically, into ``OUT``:
+
+``report.md``     one table per setting (domains + "Avg." = mean of domain F1, the paper's
+                  convention) with the paper's F1 beside ours, the run's caveats, stage failures
+``scores.csv``    long format, one row per (setting, domain); P/R/F1 and paper_f1 in %
+``scores.json``   the four ``ScoreReport.to_json()`` (fractions, as the scorer gives) + metadata
+``plot_<domain>.png``  our F1 in the four settings next to the paper's rows, y axis 0-100
+
+Only gold sentences that have a prediction record are scored: a ``LIMIT=N`` run covers the first N
+sentences, and scoring the rest as empty predictions would report a meaningless recall. Fewer
+sentences than the published test split is therefore flagged loudly as "NOT paper numbers", and so
+is a run whose saved ``config.yaml`` names a tiny/fake model (or is missing: not a pipeline run).
+
+The paper's numbers were scored in the authors' string-set mode (our ``string`` mode); whether
+``misc`` counted is not stated, so both string tables are the comparable ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import sys
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import yaml
+
+from data_prep.cli import make_parser, run
+from data_prep.crossner import EXPECTED_TEST_COUNTS
+from data_prep.io import ProjectError, atomic_writer, write_text_atomic
+from data_prep.records import Sentence
+from eval.score import (
+    SCORER_VERSION,
+    Prediction,
+    ScoreError,
+    ScoreReport,
+    load_gold,
+    load_predictions,
+    run_files,
+    score,
+)
+
+# (mode, misc); the first is the main setting: the authors' string mode, misc off.
+SETTINGS: tuple[tuple[str, bool], ...] = (
+    ("string", False), ("string", True), ("span", False), ("span", True))
+AVG = "Avg."
+DEFAULT_PAPER = Path(__file__).resolve().parents[1] / "recipes" / "paper_results.yaml"
+# Paper rows drawn in the plots beside ours: the two SAM-NER backbones and three baselines.
+PLOT_ROWS = ("sam_ner_llama3_8b", "sam_ner_qwen2_5_7b", "gliner_large", "uniner_13b",
+             "iepile_llama3_8b")
+LLAMA_ROW, QWEN_ROW = "sam_ner_llama3_8b", "sam_ner_qwen2_5_7b"
+CSV_FIELDS = ("setting", "mode", "misc", "domain", "precision", "recall", "f1", "tp", "fp", "fn",
+              "not_found", "sentences", "paper_f1", "scorer_version")
+
+
+def setting_name(mode: str, misc: bool) -> str:
+    return f"{mode}/misc-{'on' if misc else 'off'}"
+
+
+# --------------------------------------------------------------------------- paper table
+
+
+@dataclass
+class PaperRow:
+    key: str
+    label: str
+    f1: dict[str, float]  # domain -> F1 %, plus "avg" as printed
+    avg_mismatch: str | None = None
+
+
+@dataclass
+class Paper:
+    source: str
+    scoring: str
+    domains: list[str]
+    rows: dict[str, PaperRow]
+
+    def avg_for(self, row: str, domains: list[str]) -> tuple[float | None, bool]:
+        """The paper's Avg. comparable to our mean over ``domains``: the printed Avg when all five
+        are present, else the mean of the paper's values for those domains (flag True)."""
+        values = self.rows[row].f1
+        if not domains or any(d not in self.domains for d in domains):
+            return None, False
+        if sorted(domains) == sorted(self.domains) and "avg" in values:
+            return values["avg"], False
+        return mean(values[d] for d in domains), True
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProjectError(f"{path}: invalid YAML ({exc})") from None
+
+
+def load_paper(path: Path) -> Paper:
+    """Read ``recipes/paper_results.yaml``; a malformed file is a one-line error, not a KeyError."""
+    data = _read_yaml(path)
+    try:
+        domains = [str(d) for d in data["domains"]]
+        rows = {key: PaperRow(key, str(row["label"]),
+                              {str(k): float(v) for k, v in row["f1"].items()},
+                              row.get("avg_mismatch"))
+                for key, row in data["main"].items()}
+        paper = Paper(str(data["source"]), str(data["scoring"]), domains, rows)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProjectError(f"{path}: not a paper results file ({exc!r})") from None
+    for row in rows.values():
+        missing = [d for d in domains if d not in row.f1]
+        if missing:
+            raise ProjectError(f"{path}: row {row.key!r} lacks {missing}")
+    return paper
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class DomainInfo:
+    name: str
+    predictions: int  # prediction records in the file
+    scored: int  # gold sentences with a prediction record: what was scored
+    gold: int  # sentences in the gold file
+    full_split: int  # published test-split size (CrossNER), else the gold file's size
+    stats: dict[str, Any] | None = None
+
+
+@dataclass
+class RunReport:
+    run_dir: Path
+    data_dir: Path
+    paper: Paper
+    paper_row: str
+    reports: dict[str, ScoreReport]  # setting name -> report, keyed by domain dir name
+    domains: dict[str, DomainInfo]
+    config: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)  # reasons these are NOT paper numbers
+    notes: list[str] = field(default_factory=list)  # worth knowing, not disqualifying
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.domains)
+
+    def paper_f1(self, domain: str, row: str | None = None) -> float | None:
+        if domain == AVG:
+            return self.paper.avg_for(row or self.paper_row, self.names)[0]
+        return self.paper.rows[row or self.paper_row].f1.get(domain)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def model_warnings(config: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """(warnings, notes) from the run's saved config: tiny/fake/unknown models, ablations, limit."""
+    if config is None:
+        return ["no config.yaml in the run dir: not a SAM-NER pipeline run "
+                "(e.g. the train-split gazetteer baseline)"], []
+    warnings, notes = [], []
+    model = str(config.get("model") or "")
+    engine = config.get("engine") or {}
+    key = _normalise(model)
+    if engine.get("backend") == "fake":
+        warnings.append("engine.backend is 'fake' (test backend)")
+    if "tiny" in key or not key:
+        warnings.append(f"model {model or '(none)'!r} is a tiny/CPU test model")
+    elif not ("llama38b" in key or "qwen257b" in key):
+        warnings.append(f"model {model!r} is not one of the paper's backbones "
+                        "(Llama3-8B-Instruct, Qwen2.5-7B-Instruct)")
+    if config.get("limit"):
+        warnings.append(f"limit={config['limit']}: only the first sentences of each domain ran")
+    ccr = (config.get("ccr") or {}).get("rule", "authors")
+    if ccr != "authors":
+        notes.append(f"ccr.rule={ccr!r} (an ablation; paper Table 3 'w/o CCR' for rule 'none')")
+    if not (config.get("calibration") or {}).get("enabled", True):
+        notes.append("calibration disabled (paper Table 6: Avg 56.2 w/o calibration)")
+    for role in ("anchor", "explorer"):
+        if not (config.get(f"{role}_adapter") or {}).get("enabled", True):
+            notes.append(f"{role} disabled (an ablation, see paper Table 6)")
+    return warnings, notes
+
+
+def paper_row_for(config: dict[str, Any] | None) -> str:
+    """Compare with the paper's row for the run's backbone; Llama3-8B (the main one) otherwise."""
+    key = _normalise(str((config or {}).get("model") or ""))
+    return QWEN_ROW if "qwen" in key else LLAMA_ROW
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ProjectError(f"{path}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ProjectError(f"{path}: expected a JSON object")
+    return data
+
+
+def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> RunReport:
+    """Score every domain of ``run_dir`` in the four settings and collect the run's caveats."""
+    if not run_dir.is_dir():
+        raise ScoreError(f"run dir {run_dir} does not exist")
+    paper = load_paper(paper_path)
+    config_path = run_dir / "config.yaml"
+    config = None
+    if config_path.exists():
+        loaded = _read_yaml(config_path)
+        config = loaded if isinstance(loaded, dict) else {}
+    gold_paths, pred_paths = run_files(run_dir, data_dir)
+
+    per_domain: dict[str, tuple[list[Sentence], dict[str, list[Prediction]]]] = {}
+    infos: dict[str, DomainInfo] = {}
+    for gold_path, pred_path in zip(gold_paths, pred_paths, strict=True):
+        name = pred_path.parent.name
+        gold = load_gold([gold_path])
+        preds = load_predictions([pred_path])
+        if not preds:
+            raise ScoreError(f"{pred_path} holds no prediction records")
+        scored = [s for s in gold if s.id in preds]
+        full = EXPECTED_TEST_COUNTS.get(name, (len(gold), 0))[0]
+        infos[name] = DomainInfo(name, len(preds), len(scored), len(gold), full,
+                                 _read_json(pred_path.parent / "stats.json"))
+        per_domain[name] = (scored, preds)
+
+    reports: dict[str, ScoreReport] = {}
+    for mode, misc in SETTINGS:
+        domains = {}
+        for name, (scored, preds) in per_domain.items():
+            result = score(scored, preds, mode, misc)  # unknown prediction ids raise here
+            if len(result.domains) != 1:
+                raise ScoreError(f"gold for {name} mixes domains {sorted(result.domains)}")
+            domains[name] = next(iter(result.domains.values()))
+        reports[setting_name(mode, misc)] = ScoreReport(mode, misc, domains)
+
+    warnings, notes = model_warnings(config)
+    partial = [i for i in infos.values() if i.scored < i.full_split]
+    if partial:
+        shown = ", ".join(f"{i.name} {i.scored}/{i.full_split}" for i in partial)
+        warnings.insert(0, f"fewer sentences scored than the full test split ({shown})")
+    missing = [d for d in paper.domains if d not in infos]
+    if missing and any(d in paper.domains for d in infos):
+        notes.append(f"domains not in this run: {', '.join(missing)}; the paper's Avg. beside "
+                     "ours is the mean of its values for the domains present")
+    return RunReport(run_dir, data_dir, paper, paper_row_for(config), reports, infos, config,
+                     warnings, notes)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.1f}"
+
+
+def md_table(header: list[str], rows: list[list[str]], align: str = "") -> str:
+    """A Markdown table; ``align`` is one l/r per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    aligns = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def setting_table(r: RunReport, name: str) -> str:
+    """One setting: domains + Avg., our P/R/F1, the paper's F1 and the difference."""
+    report = r.reports[name]
+    label = r.paper.rows[r.paper_row].label
+    rows = []
+    for domain, d in report.domains.items():
+        paper = r.paper_f1(domain)
+        ours = d.total.f1 * 100
+        delta = "–" if paper is None else f"{ours - paper:+.1f}"
+        rows.append([domain, str(d.sentences), _pct(d.total.precision * 100),
+                     _pct(d.total.recall * 100), f"**{ours:.1f}**", _pct(paper), delta])
+    paper_avg, subset = r.paper.avg_for(r.paper_row, r.names)
+    ours_avg = report.average_f1 * 100
+    delta = "–" if paper_avg is None else f"{ours_avg - paper_avg:+.1f}"
+    rows.append([AVG, "", "", "", f"**{ours_avg:.1f}**",
+                 _pct(paper_avg) + ("†" if subset else ""), delta])
+    return md_table(["domain", "sentences", "P", "R", "F1", f"paper F1 ({label})", "Δ F1"], rows)
+
+
+def stats_table(info: DomainInfo) -> str:
+    """Per-stage request, status and other counters of ``RUN/<domain>/stats.json``."""
+    stages = (info.stats or {}).get("stages") or {}
+    rows = []
+    for stage, counters in stages.items():
+        counters = counters if isinstance(counters, dict) else {}
+        status = ", ".join(f"{k.removeprefix('status_')} {v}" for k, v in sorted(counters.items())
+                           if k.startswith("status_"))
+        other = ", ".join(f"{k} {v}" for k, v in sorted(counters.items())
+                          if k != "requests" and not k.startswith("status_"))
+        requests = counters.get("requests")
+        rows.append([stage, "–" if requests is None else str(requests), status or "–",
+                     other or "–"])
+    return md_table(["stage", "requests", "status", "other counters"], rows, "lrll")
+
+
+def render_markdown(r: RunReport) -> str:
+    paper_row = r.paper.rows[r.paper_row]
+    lines = ["# SAM-NER evaluation report", ""]
+    if r.warnings:
+        lines += ["> **WARNING: these are NOT paper numbers.**"]
+        lines += [f"> - {w}" for w in r.warnings]
+        lines += [""]
+    lines += [
+        f"- run dir: `{r.run_dir}`; gold: `{r.data_dir}`",
+        f"- model: `{(r.config or {}).get('model', '(no config.yaml)')}`",
+        f"- scorer: `{SCORER_VERSION}` (eval/score.py); P/R/F1 in %; Avg. = mean of the domain F1s "
+        "(the paper's convention, not a pooled micro-F1)",
+        f"- paper numbers: {r.paper.source}; row **{paper_row.label}**. The paper scored in the "
+        "authors' string-set mode (our `string` mode); whether `misc` counted is not stated "
+        "(unknown), so both `string` tables are the comparable ones and neither is certain.",
+        "- sentences scored per domain: " + ", ".join(
+            f"{i.name} {i.scored}/{i.full_split}" for i in r.domains.values()),
+    ]
+    lines += [f"- note: {n}" for n in r.notes]
+    if paper_row.avg_mismatch:
+        lines += [f"- note: the paper's Avg. for {paper_row.label} is inconsistent: "
+                  f"{paper_row.avg_mismatch}"]
+    lines += [""]
+    for mode, misc in SETTINGS:
+        name = setting_name(mode, misc)
+        main = (" — main setting (the paper's string mode; misc off is our choice, the paper "
+                "does not say)") if (mode, misc) == SETTINGS[0] else ""
+        lines += [f"## mode={mode}, misc={'on' if misc else 'off'}{main}", "",
+                  f"`{SCORER_VERSION}` mode={mode} misc={'on' if misc else 'off'}", "",
+                  setting_table(r, name), ""]
+    if r.paper.avg_for(r.paper_row, r.names)[1]:
+        lines += ["† mean of the paper's values for the domains present "
+                  "(the paper's Avg. covers all five).", ""]
+    lines += ["## Sentences", "",
+              md_table(["domain", "prediction records", "scored", "gold file", "full test split"],
+                       [[i.name, str(i.predictions), str(i.scored), str(i.gold),
+                         str(i.full_split)] for i in r.domains.values()]), ""]
+    lines += ["## Paper table (F1 %, arXiv 2605.03706)", "",
+              md_table(["method", *r.names, "Avg."],
+                       [[row.label, *(_pct(row.f1.get(d)) for d in r.names),
+                         _pct(row.f1.get("avg")) + ("‡" if row.avg_mismatch else "")]
+                        for row in r.paper.rows.values()]), ""]
+    lines += [f"‡ {row.label}: {row.avg_mismatch} (kept as printed)."
+              for row in r.paper.rows.values() if row.avg_mismatch]
+    lines += [""] if any(row.avg_mismatch for row in r.paper.rows.values()) else []
+    with_stats = [i for i in r.domains.values() if i.stats is not None]
+    if with_stats:
+        lines += ["## Pipeline stages (stats.json)", ""]
+        for info in with_stats:
+            lines += [f"### {info.name} ({info.stats.get('sentences', '?')} sentences)", "",
+                      stats_table(info), ""]
+    return "\n".join(lines)
+
+
+def csv_rows(r: RunReport) -> list[dict[str, Any]]:
+    """One row per (setting, domain) plus an Avg. row per setting (F1 only)."""
+    rows: list[dict[str, Any]] = []
+    for name, report in r.reports.items():
+        base = {"setting": name, "mode": report.mode, "misc": report.misc,
+                "scorer_version": report.version}
+        for domain, d in report.domains.items():
+            c = d.total
+            rows.append({**base, "domain": domain, "precision": c.precision * 100,
+                         "recall": c.recall * 100, "f1": c.f1 * 100, "tp": c.tp, "fp": c.fp,
+                         "fn": c.fn, "not_found": d.not_found, "sentences": d.sentences,
+                         "paper_f1": r.paper_f1(domain)})
+        rows.append({**base, "domain": AVG, "f1": report.average_f1 * 100,
+                     "sentences": sum(d.sentences for d in report.domains.values()),
+                     "paper_f1": r.paper_f1(AVG)})
+    return rows
+
+
+def to_json(r: RunReport) -> dict[str, Any]:
+    return {
+        "scorer_version": SCORER_VERSION,
+        "run_dir": str(r.run_dir),
+        "data_dir": str(r.data_dir),
+        "model": (r.config or {}).get("model"),
+        "not_paper_numbers": bool(r.warnings),
+        "warnings": r.warnings,
+        "notes": r.notes,
+        "paper": {"source": r.paper.source, "scoring": r.paper.scoring, "row": r.paper_row,
+                  "label": r.paper.rows[r.paper_row].label,
+                  "f1": r.paper.rows[r.paper_row].f1},
+        "domains": {i.name: {"predictions": i.predictions, "scored": i.scored, "gold": i.gold,
+                             "full_split": i.full_split, "stats": i.stats}
+                    for i in r.domains.values()},
+        "settings": {name: report.to_json() for name, report in r.reports.items()},
+    }
+
+
+def plot_domain(r: RunReport, domain: str) -> bytes:
+    """PNG bytes: our F1 in the four settings beside the paper's rows for ``domain``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, values, colors = [], [], []
+    for name, report in r.reports.items():
+        labels.append(f"ours\n{name}")
+        values.append(report.domains[domain].total.f1 * 100)
+        colors.append("tab:blue")
+    for key in PLOT_ROWS:
+        row = r.paper.rows.get(key)
+        if row is not None and domain in row.f1:
+            labels.append("paper\n" + "\n".join(textwrap.wrap(row.label, 12)))
+            values.append(row.f1[domain])
+            colors.append("tab:orange" if key in (LLAMA_ROW, QWEN_ROW) else "tab:gray")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.25 * len(labels)), 4.8))
+    bars = ax.bar(range(len(labels)), values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("F1 (%)")
+    ax.set_xlabel("paper: authors' string mode, misc not stated", fontsize=8)
+    info = r.domains[domain]
+    title = f"CrossNER {domain}: {info.scored}/{info.full_split} sentences"
+    if r.warnings:
+        title += " — NOT paper numbers"
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write(r: RunReport, out: Path) -> Path:
+    """Write report.md, scores.csv, scores.json and the plots; returns report.md's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    report_md = out / "report.md"
+    write_text_atomic(report_md, render_markdown(r) + "\n")
+    with atomic_writer(out / "scores.csv") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(csv_rows(r))
+    write_text_atomic(out / "scores.json", json.dumps(to_json(r), indent=2) + "\n")
+    for domain in r.domains:
+        png = plot_domain(r, domain)
+        with atomic_writer(out / f"plot_{domain}.png", "wb") as handle:
+            handle.write(png)
+    return report_md
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="run dir with <domain>/predictions")
+    parser.add_argument("--data", type=Path, default=Path("data/crossner"),
+                        help="gold is DATA/<domain>/test.jsonl")
+    parser.add_argument("--paper", type=Path, default=DEFAULT_PAPER,
+                        help="the paper's numbers (recipes/paper_results.yaml)")
+    parser.add_argument("--out", type=Path, help="output dir (default RUN/report)")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        r = build(args.run, args.data, args.paper)
+        path = write(r, args.out or args.run / "report")
+        print(path)
+        if r.warnings:
+            print("WARNING: NOT paper numbers: " + "; ".join(r.warnings))
+        mode, misc = SETTINGS[0]
+        print(f"{SCORER_VERSION}  mode={mode}  misc={'on' if misc else 'off'}  (F1 in %)")
+        print(setting_table(r, setting_name(mode, misc)))
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

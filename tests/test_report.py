@@ -1,0 +1,292 @@
+"""The run report on a tiny two-domain run whose P/R/F1 were computed by hand, and the paper table.
+
+Gold and predictions (ai scores 2 of its 3 gold sentences: ai-2 has no prediction record):
+
+ai-0 "Hinton works at Google": gold Hinton/researcher, Google/organisation;
+     predicted Hinton/researcher, Google/misc
+ai-1 "LSTM beats CNN": gold LSTM/algorithm, CNN/algorithm; predicted LSTM/algorithm, RNN/algorithm
+     (RNN is not in the sentence: not_found 1)
+music-0 "Bob met Bob in Paris": gold Bob/musicalartist twice, Paris/location;
+        predicted Bob/musicalartist, Paris/location
+music-1 "English song Yesterday": gold English/misc, Yesterday/song;
+        predicted English/misc, Yesterday/album
+
+ai, every setting: TP 2, FN 2; FP 1 with misc off, 2 with misc on (Google/misc); the two modes
+agree (no repeated mention). misc off: P 2/3, R 1/2, F1 4/7; misc on: P = R = F1 = 1/2.
+music string: Bob and Paris TP 2, Yesterday FP 1 + FN 1; misc on adds English TP → 3/1/1.
+music span: Bob is two gold spans → TP 3 (misc off), 4 (misc on); FP 1, FN 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from statistics import mean
+
+import pytest
+import yaml
+
+from data_prep.records import Sentence, Span
+from eval.report import (
+    AVG,
+    DEFAULT_PAPER,
+    LLAMA_ROW,
+    QWEN_ROW,
+    SETTINGS,
+    build,
+    load_paper,
+    main,
+    paper_row_for,
+    setting_name,
+)
+from eval.score import SCORER_VERSION
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# setting -> domain -> (tp, fp, fn)
+EXPECTED = {
+    "string/misc-off": {"ai": (2, 1, 2), "music": (2, 1, 1)},
+    "string/misc-on": {"ai": (2, 2, 2), "music": (3, 1, 1)},
+    "span/misc-off": {"ai": (2, 1, 2), "music": (3, 1, 1)},
+    "span/misc-on": {"ai": (2, 2, 2), "music": (4, 1, 1)},
+}
+# Hand-computed F1 of each cell above.
+EXPECTED_F1 = {
+    "string/misc-off": {"ai": 4 / 7, "music": 2 / 3},
+    "string/misc-on": {"ai": 1 / 2, "music": 3 / 4},
+    "span/misc-off": {"ai": 4 / 7, "music": 3 / 4},
+    "span/misc-on": {"ai": 1 / 2, "music": 4 / 5},
+}
+
+
+def sent(sid: str, domain: str, text: str, spans: list[tuple[int, int, str]]) -> Sentence:
+    tokens = text.split()
+    entities = [Span(s, e, t, " ".join(tokens[s:e])) for s, e, t in spans]
+    return Sentence(sid, domain, tokens, entities)
+
+
+def write_jsonl(path, records) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+def pred(sid: str, *pairs: tuple[str, str]) -> dict:
+    return {"id": sid, "entities": [{"text": t, "type": ty} for t, ty in pairs]}
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """DATA/<domain>/test.jsonl and RUN/<domain>/predictions.jsonl for ai and music, a tiny CPU
+    config (limit 2) and a stats.json for music."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    write_jsonl(data / "ai" / "test.jsonl", [s.to_json() for s in [
+        sent("ai-0", "ai", "Hinton works at Google",
+             [(0, 1, "researcher"), (3, 4, "organisation")]),
+        sent("ai-1", "ai", "LSTM beats CNN", [(0, 1, "algorithm"), (2, 3, "algorithm")]),
+        sent("ai-2", "ai", "Paris is a city", [(0, 1, "location")]),
+    ]])
+    write_jsonl(data / "music" / "test.jsonl", [s.to_json() for s in [
+        sent("music-0", "music", "Bob met Bob in Paris",
+             [(0, 1, "musicalartist"), (2, 3, "musicalartist"), (4, 5, "location")]),
+        sent("music-1", "music", "English song Yesterday", [(0, 1, "misc"), (2, 3, "song")]),
+    ]])
+    write_jsonl(run_dir / "ai" / "predictions.jsonl", [
+        pred("ai-0", ("Hinton", "researcher"), ("Google", "misc")),
+        pred("ai-1", ("LSTM", "algorithm"), ("RNN", "algorithm")),
+    ])
+    write_jsonl(run_dir / "music" / "predictions.jsonl", [
+        pred("music-0", ("Bob", "musicalartist"), ("Paris", "location")),
+        pred("music-1", ("English", "misc"), ("Yesterday", "album")),
+    ])
+    (run_dir / "music" / "stats.json").write_text(json.dumps({"sentences": 2, "stages": {
+        "stage1_anchor": {"requests": 2, "status_ok": 1, "status_invalid": 1, "truncated": 0},
+        "stage1_discovery": {"ccr_dropped": 3}}}))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"model": "models/tiny-llama", "limit": 2, "engine": {"backend": "vllm"}}))
+    return run_dir, data
+
+
+def test_scores_in_all_four_settings(tiny_run):
+    run_dir, data = tiny_run
+    report = build(run_dir, data)
+    assert list(report.reports) == [setting_name(m, x) for m, x in SETTINGS]
+    for name, domains in EXPECTED.items():
+        for domain, counts in domains.items():
+            total = report.reports[name].domains[domain].total
+            assert (total.tp, total.fp, total.fn) == counts, (name, domain)
+            assert total.f1 == pytest.approx(EXPECTED_F1[name][domain])
+    assert report.reports["string/misc-off"].domains["ai"].not_found == 1
+    assert {d: i.scored for d, i in report.domains.items()} == {"ai": 2, "music": 2}
+    assert report.domains["ai"].gold == 3 and report.domains["ai"].full_split == 431
+
+
+def test_csv_rows_and_numbers(tiny_run, tmp_path):
+    run_dir, data = tiny_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    with open(out / "scores.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["setting", "mode", "misc", "domain", "precision", "recall", "f1",
+                             "tp", "fp", "fn", "not_found", "sentences", "paper_f1",
+                             "scorer_version"]
+    assert len(rows) == 4 * 3  # (ai, music, Avg.) per setting
+    by_key = {(r["setting"], r["domain"]): r for r in rows}
+    for name, domains in EXPECTED.items():
+        for domain, (tp, fp, fn) in domains.items():
+            row = by_key[(name, domain)]
+            assert (int(row["tp"]), int(row["fp"]), int(row["fn"])) == (tp, fp, fn)
+            assert float(row["f1"]) == pytest.approx(100 * EXPECTED_F1[name][domain])
+            assert int(row["sentences"]) == 2 and row["scorer_version"] == SCORER_VERSION
+        avg = by_key[(name, AVG)]
+        assert float(avg["f1"]) == pytest.approx(100 * mean(EXPECTED_F1[name].values()))
+        assert float(avg["paper_f1"]) == pytest.approx((58.2 + 71.2) / 2)  # the domains present
+    main_ai = by_key[("string/misc-off", "ai")]
+    assert (main_ai["mode"], main_ai["misc"]) == ("string", "False")
+    assert float(main_ai["precision"]) == pytest.approx(200 / 3)
+    assert float(main_ai["recall"]) == pytest.approx(50.0)
+    assert int(main_ai["not_found"]) == 1
+    assert float(main_ai["paper_f1"]) == 58.2
+    assert float(by_key[("string/misc-off", "music")]["paper_f1"]) == 71.2
+
+    payload = json.loads((out / "scores.json").read_text())
+    assert set(payload["settings"]) == set(EXPECTED)
+    assert payload["settings"]["span/misc-on"]["domains"]["music"]["f1"] == pytest.approx(0.8)
+    assert payload["not_paper_numbers"] is True and payload["scorer_version"] == SCORER_VERSION
+
+
+def test_report_md_paper_numbers_warnings_stats_and_plots(tiny_run, tmp_path, capsys):
+    run_dir, data = tiny_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out.splitlines()
+    assert stdout[0] == str(out / "report.md")
+    assert any("mode=string" in line and "misc=off" in line for line in stdout)
+    assert any(line.startswith("| ai |") and "57.1" in line and "58.2" in line for line in stdout)
+
+    md = (out / "report.md").read_text()
+    assert "NOT paper numbers" in md
+    assert "ai 2/431" in md and "music 2/465" in md
+    assert "tiny/CPU test model" in md and "limit=2" in md
+    assert SCORER_VERSION in md and "not stated" in md
+    for mode, misc in SETTINGS:
+        assert f"## mode={mode}, misc={'on' if misc else 'off'}" in md
+    # Paper F1 beside ours: ai 58.2, music 71.2, and their mean for the Avg. row.
+    assert "| ai | 2 | 66.7 | 50.0 | **57.1** | 58.2 | -1.1 |" in md
+    assert "| music | 2 | 66.7 | 66.7 | **66.7** | 71.2 | -4.5 |" in md
+    assert "64.7†" in md
+    assert "| stage1_anchor | 2 | invalid 1, ok 1 | truncated 0 |" in md
+    assert "| stage1_discovery | – | – | ccr_dropped 3 |" in md
+
+    for domain in ("ai", "music"):
+        png = (out / f"plot_{domain}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 1000
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_default_out_dir_is_run_report(tiny_run):
+    run_dir, data = tiny_run
+    assert main(["--run", str(run_dir), "--data", str(data)]) == 0
+    assert (run_dir / "report" / "report.md").exists()
+
+
+def test_complete_run_of_a_paper_backbone_has_no_warning(tmp_path):
+    """A non-CrossNER domain is complete at its gold file's size; no paper number exists for it."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    write_jsonl(data / "d" / "test.jsonl", [sent("d-0", "d", "Ann sings", [(0, 1, "person")])
+                                            .to_json()])
+    write_jsonl(run_dir / "d" / "predictions.jsonl", [pred("d-0", ("Ann", "person"))])
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"model": "meta-llama/Meta-Llama-3-8B-Instruct", "limit": None}))
+    report = build(run_dir, data)
+    assert report.warnings == [] and report.paper_row == LLAMA_ROW
+    assert report.paper_f1("d") is None and report.paper_f1(AVG) is None
+    assert main(["--run", str(run_dir), "--data", str(data)]) == 0
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "NOT paper numbers" not in md
+    assert "| d | 1 | 100.0 | 100.0 | **100.0** | – | – |" in md
+
+
+def test_run_without_config_is_flagged(tiny_run):
+    run_dir, data = tiny_run
+    (run_dir / "config.yaml").unlink()
+    report = build(run_dir, data)
+    assert any("no config.yaml" in w for w in report.warnings)
+
+
+def test_paper_row_follows_the_backbone():
+    assert paper_row_for({"model": "Qwen/Qwen2.5-7B-Instruct"}) == QWEN_ROW
+    assert paper_row_for({"model": "meta-llama/Meta-Llama-3-8B-Instruct"}) == LLAMA_ROW
+    assert paper_row_for(None) == LLAMA_ROW
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "no_records"])
+def test_run_dir_without_predictions_exits_2(tmp_path, capsys, make):
+    run_dir = tmp_path / "run"
+    if make != "missing":
+        run_dir.mkdir()
+    if make == "no_records":
+        (run_dir / "ai").mkdir()
+        (run_dir / "ai" / "predictions.jsonl").write_text("")
+        write_jsonl(tmp_path / "data" / "ai" / "test.jsonl", [])
+    assert main(["--run", str(run_dir), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert not (run_dir / "report").exists()
+
+
+def test_prediction_id_not_in_gold_exits_2(tiny_run, capsys):
+    run_dir, data = tiny_run
+    write_jsonl(run_dir / "ai" / "predictions.jsonl", [pred("zzz", ("x", "person"))])
+    assert main(["--run", str(run_dir), "--data", str(data)]) == 2
+    assert "not in the gold data" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the paper's own table
+
+
+PAPER = yaml.safe_load(DEFAULT_PAPER.read_text(encoding="utf-8"))
+DOMAINS = ["ai", "literature", "music", "politics", "science"]
+
+
+def test_paper_yaml_has_every_row_and_domain():
+    paper = load_paper(DEFAULT_PAPER)
+    assert paper.domains == DOMAINS
+    assert len(paper.rows) == 7
+    for row in paper.rows.values():
+        assert set(row.f1) == {*DOMAINS, "avg"}
+    assert paper.rows[LLAMA_ROW].f1["music"] == 71.2
+    assert "2605.03706" in paper.source
+
+
+@pytest.mark.parametrize("key", list(PAPER["main"]))
+def test_paper_avg_is_the_mean_of_its_domains(key):
+    """Each printed Avg. equals the mean of its five domains within 0.1 — except a row that the
+    YAML flags with ``avg_mismatch`` (the paper's own inconsistency), which must really differ,
+    so the flag can neither hide a typo of ours nor linger once fixed."""
+    row = PAPER["main"][key]
+    computed = mean(row["f1"][d] for d in DOMAINS)
+    if "avg_mismatch" in row:
+        assert abs(computed - row["f1"]["avg"]) > 0.1, f"{key}: flagged but consistent"
+    else:
+        assert computed == pytest.approx(row["f1"]["avg"], abs=0.1), f"{key}: mean {computed:.2f}"
+
+
+def test_only_the_qwen_row_is_inconsistent_in_the_paper():
+    """SAM-NER (Qwen2.5-7B): 57.9, 64.1, 69.3, 66.7, 62.1 average 64.02; the paper prints 64.3."""
+    flagged = [k for k, row in PAPER["main"].items() if "avg_mismatch" in row]
+    assert flagged == [QWEN_ROW]
+    assert mean(PAPER["main"][QWEN_ROW]["f1"][d] for d in DOMAINS) == pytest.approx(64.02)
+
+
+def test_ablation_tables_agree_with_the_main_row():
+    main_row = PAPER["main"][LLAMA_ROW]["f1"]
+    assert PAPER["table3_ccr"]["with_ccr"]["f1"] == {d: main_row[d] for d in DOMAINS}
+    assert set(PAPER["table3_ccr"]["without_ccr"]["f1"]) == set(DOMAINS)
+    assert PAPER["table6_ablation"]["avg_f1"]["all_stages"] == main_row["avg"]
+
+
+def test_unreadable_config_is_a_one_line_error(tiny_run, capsys):
+    run_dir, data = tiny_run
+    (run_dir / "config.yaml").write_text("model: [unclosed\n")
+    assert main(["--run", str(run_dir), "--data", str(data)]) == 2
+    assert capsys.readouterr().err.startswith("error:")
