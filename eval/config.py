@@ -32,9 +32,13 @@ class ConfigError(ProjectError):
 
 @dataclass
 class AdapterConfig:
-    path: str = ""
-    template: str = "llama3"
+    path: str = ""  # local PEFT dir (vLLM loads adapters from disk)
+    template: str = "llama3"  # the LlamaFactory template the adapter was trained with
     enabled: bool = True
+    hub_id: str = ""  # where `make models` downloads it from when path is missing
+    # The adapter's own base model when it differs from `model` (the Qwen setup keeps the
+    # Llama3 IEPile anchor): that stage then runs first on a separate engine of its base.
+    base_model: str = ""
 
 
 @dataclass
@@ -118,11 +122,21 @@ class InferenceConfig:
     limit: int | None = None
     output_dir: str = "runs/default"
 
-    def adapters(self) -> dict[str, AdapterConfig]:
-        """The enabled adapters by role (the calibrator is the frozen base: no adapter)."""
+    def adapters(self, base: str | None = None) -> dict[str, AdapterConfig]:
+        """Enabled adapters by role whose base model is ``base`` (default: ``model``); the
+        calibrator is the frozen base and has none."""
+        base = base or self.model
         roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
                  "classifier": self.classifier_adapter}
-        return {role: a for role, a in roles.items() if a.enabled}
+        return {role: a for role, a in roles.items()
+                if a.enabled and (a.base_model or self.model) == base}
+
+    def foreign_bases(self) -> dict[str, str]:
+        """Roles whose adapter needs an engine of another base model: role -> base model."""
+        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
+                 "classifier": self.classifier_adapter}
+        return {role: a.base_model for role, a in roles.items()
+                if a.enabled and a.base_model and a.base_model != self.model}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

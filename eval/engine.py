@@ -94,17 +94,18 @@ def supported_lora_rank(rank: int) -> int:
 class VLLMBackend:
     """One ``vllm.LLM`` for the base model; each adapter is a ``LoRARequest`` on it."""
 
-    def __init__(self, config: InferenceConfig) -> None:
+    def __init__(self, config: InferenceConfig, model: str | None = None) -> None:
         engine = config.engine
+        model = model or config.model
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gb))
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
-        adapters = config.adapters()
+        adapters = config.adapters(model)
         ranks = {role: adapter_rank(a.path) for role, a in adapters.items()}
         kwargs: dict[str, Any] = {
-            "model": config.model, "dtype": engine.dtype, "seed": engine.seed,
+            "model": model, "dtype": engine.dtype, "seed": engine.seed,
             "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
             "tensor_parallel_size": engine.tensor_parallel_size,
             "enable_prefix_caching": engine.enable_prefix_caching,
@@ -148,6 +149,17 @@ class VLLMBackend:
             for o in outputs
         ]
 
+    def close(self) -> None:
+        """Shut the engine down now (its worker processes and memory), not at exit."""
+        import gc
+
+        engine = getattr(self.llm, "llm_engine", None)
+        shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del self.llm
+        gc.collect()
+
     def stats(self) -> dict[str, Any]:
         """Engine counters, prefix-cache hit rate included where vLLM exposes it."""
         stats: dict[str, Any] = {"backend": "vllm", "generate_calls": self.calls}
@@ -186,10 +198,9 @@ def stop_strings(template: str) -> tuple[str, ...]:
     return get_template(template).stop
 
 
-def make_backend(config: InferenceConfig, fake: Callable[[Request, str], str] | None = None):
-    """The configured backend; ``fake`` (tests) supplies the fake backend's answers."""
-    if config.engine.backend == "fake":
-        if fake is None:
-            raise ValueError("engine.backend=fake needs a responder (tests only)")
-        return FakeBackend(fake)
-    return VLLMBackend(config)
+def make_backend(config: InferenceConfig, model: str | None = None):
+    """The configured vLLM backend for ``model`` (default: the config's base model)."""
+    if config.engine.backend != "vllm":
+        raise ValueError(f"engine.backend={config.engine.backend!r} has no engine to build "
+                         "(the fake backend is passed in by tests)")
+    return VLLMBackend(config, model)

@@ -30,6 +30,13 @@ from eval.config import ConfigError, InferenceConfig, load_config
 STAGE_FILES = ("stage1_anchor", "stage1_explorer", "stage1_discovery", "stage2_classifier",
                "stage2_archetypes", "stage3_calibration", "predictions")
 # Settings that change what the model outputs: a saved run with other values would be stale.
+# The paper's ablations (Table 6), as config switches.
+ABLATIONS = {
+    "no-anchor": ["anchor_adapter.enabled=false"],
+    "no-explorer": ["explorer_adapter.enabled=false"],
+    "no-ccr": ["ccr.rule=none"],
+    "no-calibration": ["calibration.enabled=false"],
+}
 OUTPUT_KEYS = ("model", "calibrator_template", "anchor_adapter", "explorer_adapter",
                "classifier_adapter", "anchor", "ccr", "calibration", "sampling")
 
@@ -77,6 +84,18 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
     out = prepare_run_dir(config)
     archetypes = load_archetypes()
     work = {name: domain_sentences(config, name, shard) for name in config.domains}  # fail early
+    for role, base in config.foreign_bases().items():
+        if role == "classifier":
+            raise ConfigError("classifier_adapter.base_model must be the config's model")
+        # An extractor on another base (the Llama3 IEPile anchor in the Qwen setup): its stage
+        # runs first on an engine of its own, which is then shut down; the main run below finds
+        # every one of its answers saved and generates nothing for it.
+        foreign = make_backend(config, base)
+        for name, sentences in work.items():
+            DomainRun(config, load_domain(name), archetypes, foreign, out / name).extract_only(
+                sentences, role)
+        foreign.close()
+        del foreign
     backend = backend or make_backend(config)
     written = {}
     for name, sentences in work.items():
@@ -143,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N sentences per domain")
     parser.add_argument("--out", help="run directory (config: output_dir)")
     parser.add_argument("--dp", type=int, default=None, help="data-parallel engine processes")
+    parser.add_argument("--ablation", choices=sorted(ABLATIONS),
+                        help="switch one component off (output dir gets a -<ablation> suffix)")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # set by --dp for its children
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (dotted keys)")
     args = parser.parse_intermixed_args(argv)
@@ -157,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"output_dir={args.out}")
         if args.dp:
             overrides.append(f"engine.data_parallel_size={args.dp}")
+        if args.ablation:
+            overrides.extend(ABLATIONS[args.ablation])
         config = load_config(args.config, overrides)
+        if args.ablation and not args.out:
+            config.output_dir = f"{config.output_dir.rstrip('/')}-{args.ablation}"
+            overrides.append(f"output_dir={config.output_dir}")
         dp = config.engine.data_parallel_size
         if args.shard:
             index, count = (int(x) for x in args.shard.split("/"))

@@ -57,7 +57,12 @@ class DomainRun:
         self.stats[name] = record_counts(records)
         return records
 
-    def run(self, sentences: Sequence[Sentence]) -> list[dict[str, Any]]:
+    def extract_only(self, sentences: Sequence[Sentence], role: str) -> None:
+        """Run one extractor's LLM stage and stop (for an adapter on another base model)."""
+        self.run(sentences, only=role)
+
+    def run(self, sentences: Sequence[Sentence], only: str | None = None
+            ) -> list[dict[str, Any]] | None:
         config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
         types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
         parse_extraction = discovery.parse_extraction(types)
@@ -65,7 +70,7 @@ class DomainRun:
         # Stage 1: anchor and explorer, then CCR.
         anchor: dict[str, list[str]] | None = None
         explorer: dict[str, list[str]] | None = None
-        if config.anchor_adapter.enabled:
+        if config.anchor_adapter.enabled and only in (None, "anchor"):
             records = self._stage("stage1_anchor", discovery.anchor_requests(
                 sentences, types, config, tokenizer), parse_extraction)
             anchor = {s.id: [] for s in sentences}
@@ -74,12 +79,14 @@ class DomainRun:
                                          if m not in anchor[record["id"]]]
             self.stats["stage1_anchor"]["unknown_types"] += sum(
                 len(r["parsed"]["unknown_types"]) for r in records.values())
-        if config.explorer_adapter.enabled:
+        if config.explorer_adapter.enabled and only in (None, "explorer"):
             records = self._stage("stage1_explorer", discovery.explorer_requests(
                 sentences, types, config, tokenizer), parse_extraction)
             explorer = {sid: r["parsed"]["mentions"] for sid, r in records.items()}
             self.stats["stage1_explorer"]["unknown_types"] += sum(
                 len(r["parsed"]["unknown_types"]) for r in records.values())
+        if only:
+            return None
         found = [discovery.discover(s, anchor and anchor[s.id], explorer and explorer[s.id],
                                     config.ccr.rule) for s in sentences]
         self.stats["stage1_discovery"] = discovery.discovery_counts(found)
