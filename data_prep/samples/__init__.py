@@ -1,0 +1,1 @@
+"""The project's own small sample data (SFT samples in upstream layouts) and its tools."""

@@ -1,0 +1,259 @@
+"""`make data-train` (data_prep.train_data): local files for real, the Hub download through a fake
+``huggingface_hub`` (no network here), and the one-line errors that say what to pass instead."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from data_prep import train_data
+from data_prep.io import ProjectError
+from data_prep.register import DATASET_INFO
+from tests.conftest import IEPILE_EN_SENTENCES, PILE_NER_SLIMER_GLOB
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+UNINER_MUSIC = SHARED_DATA / "uniner_eval" / "CrossNER_music.json"  # Pile-NER's ShareGPT layout
+IEPILE_ZH = SHARED_DATA / "iepile" / "NER" / "train.json"
+ACK = {"from": "gpt", "value": "I've read this text."}
+ALPACA = {"prompt": "instruction", "query": "input", "response": "output"}
+
+
+def pile_row(text: str, *qa: tuple[str, list[str]]) -> dict[str, Any]:
+    turns = [{"from": "human", "value": "Text: " + text}, ACK]
+    for type_name, mentions in qa:
+        turns += [{"from": "human", "value": f"What describes {type_name} in the text?"},
+                  {"from": "gpt", "value": json.dumps(mentions)}]
+    return {"conversations": turns}
+
+
+PILE_ROWS = [
+    pile_row("Grace Hopper worked on the UNIVAC I in Philadelphia .",
+             ("person", ["Grace Hopper"]), ("computer", ["UNIVAC I"]), ("city", ["Philadelphia"])),
+    pile_row("The Danube flows through Vienna and Budapest .",
+             ("river", ["Danube"]), ("city", ["Vienna", "Budapest"]), ("person", [])),
+    pile_row("Penicillin was discovered by Alexander Fleming .",
+             ("drug", ["Penicillin"]), ("scientist", ["Alexander Fleming"])),
+]
+
+
+@pytest.fixture
+def pile_ner_file(tmp_path: Path) -> Path:
+    """A Pile-NER-type train.json in miniature: one JSON array of ShareGPT rows."""
+    path = tmp_path / "pile-ner" / "train.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(PILE_ROWS, indent=1), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def slimer_file(shared_data: Path) -> Path:
+    return sorted(shared_data.glob(PILE_NER_SLIMER_GLOB))[0]
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any import of huggingface_hub fails: proves that local files never touch the Hub."""
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+
+
+def fake_hub(monkeypatch: pytest.MonkeyPatch, files: dict[str, Path] | None = None,
+             error: Exception | None = None) -> list[dict[str, Any]]:
+    """Install a fake ``huggingface_hub`` whose ``hf_hub_download`` returns ``files[repo_id]``
+    (or raises ``error``); returns the list its calls are recorded in."""
+    calls: list[dict[str, Any]] = []
+
+    def hf_hub_download(**kwargs: Any) -> str:
+        calls.append(kwargs)
+        if error is not None:
+            raise error
+        return str((files or {})[kwargs["repo_id"]])
+
+    module = types.ModuleType("huggingface_hub")
+    module.hf_hub_download = hf_hub_download  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "huggingface_hub", module)
+    return calls
+
+
+def read_records(path: Path) -> list[dict[str, str]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def assert_registered(out: Path, *names: str) -> None:
+    info = json.loads((out / DATASET_INFO).read_text(encoding="utf-8"))
+    files = {"samner_explorer": "explorer.json", "samner_classifier": "classifier.jsonl"}
+    assert info == {n: {"file_name": files[n], "formatting": "alpaca", "columns": ALPACA}
+                    for n in names}
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_data_sources_pin_both_hub_files() -> None:
+    pile = train_data.hub_source("pile_ner")
+    assert (pile.repo_id, pile.filename, pile.license) == (
+        "Universal-NER/Pile-NER-type", "train.json", "CC BY-NC 4.0")
+    iepile = train_data.hub_source("iepile")
+    assert (iepile.repo_id, iepile.filename, iepile.license) == (
+        "zjunlp/iepile", "train.json", "CC BY-NC-SA 4.0")
+    for source in (pile, iepile):
+        assert re.fullmatch(r"[0-9a-f]{40}", source.revision or ""), source
+
+
+def test_local_files_real_data(tmp_path: Path, slimer_file: Path, iepile_en_file: Path,
+                               no_hub: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "train"
+    code = train_data.main(["--out", str(out), "--pile-ner", str(slimer_file),
+                            "--pile-ner-format", "slimer", "--iepile", str(iepile_en_file),
+                            "--limit", "12"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "CC BY-NC 4.0: non-commercial use only" in captured.out
+    assert "CC BY-NC-SA 4.0: non-commercial use only" in captured.out
+    assert "never shipped" in captured.out and "downloading" not in captured.out
+    explorer = read_records(out / "explorer.json")
+    classifier = read_records(out / "classifier.jsonl")
+    assert len(explorer) == 12 and len(classifier) == 12  # --limit applies to both
+    assert all(set(r) == {"instruction", "input", "output"} for r in explorer + classifier)
+    assert explorer[0]["input"].startswith("Passage: ")
+    assert classifier[0]["input"] == ("Sentence: <ENT>Maria Lopez</ENT> joined <ENT>Siemens</ENT>"
+                                      " in <ENT>Munich</ENT> last spring .")
+    assert json.loads(classifier[0]["output"]) == [
+        {"Maria Lopez": "person"}, {"Siemens": "organization"}, {"Munich": "location"}]
+    assert_registered(out, "samner_explorer", "samner_classifier")
+
+
+def test_default_sharegpt_layout_and_chinese_iepile(tmp_path: Path, no_hub: None) -> None:
+    """Real files in the layouts `make data-train` downloads: ShareGPT rows (UniNER's eval file
+    shares Pile-NER's layout) and IEPile's own training records (its Chinese sample)."""
+    out = tmp_path / "train"
+    written = train_data.build(out, pile_ner_file=UNINER_MUSIC, iepile_file=IEPILE_ZH, limit=5)
+    assert written == {"explorer": out / "explorer.json", "classifier": out / "classifier.jsonl"}
+    assert len(read_records(out / "explorer.json")) == 5
+    zh = read_records(out / "classifier.jsonl")
+    assert len(zh) == 2 and "<ENT>" in zh[0]["input"]  # 4 of the 6 samples have no entity
+    assert_registered(out, "samner_explorer", "samner_classifier")
+
+
+def test_downloads_pinned_files_when_no_local_file(
+        tmp_path: Path, pile_ner_file: Path, iepile_en_file: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    calls = fake_hub(monkeypatch, {"Universal-NER/Pile-NER-type": pile_ner_file,
+                                   "zjunlp/iepile": iepile_en_file})
+    out = tmp_path / "train"
+    assert train_data.main(["--out", str(out)]) == 0
+    pinned = [train_data.hub_source(k) for k in ("pile_ner", "iepile")]
+    assert calls == [{"repo_id": s.repo_id, "filename": s.filename, "repo_type": "dataset",
+                      "revision": s.revision, "cache_dir": None} for s in pinned]
+    printed = capsys.readouterr().out
+    assert "downloading Universal-NER/Pile-NER-type/train.json" in printed
+    assert "downloading zjunlp/iepile/train.json" in printed
+    explorer = read_records(out / "explorer.json")
+    assert len(explorer) == len(PILE_ROWS)
+    assert json.loads(explorer[2]["output"]) == {"drug": ["Penicillin"],
+                                                 "scientist": ["Alexander Fleming"]}
+    assert len(read_records(out / "classifier.jsonl")) == len(IEPILE_EN_SENTENCES)
+    assert_registered(out, "samner_explorer", "samner_classifier")
+
+
+def test_download_cache_dir_is_passed(tmp_path: Path, pile_ner_file: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = fake_hub(monkeypatch, {"Universal-NER/Pile-NER-type": pile_ner_file})
+    out = tmp_path / "train"
+    assert train_data.main(["--out", str(out), "--only", "explorer",
+                            "--cache-dir", str(tmp_path / "hf")]) == 0
+    assert [c["cache_dir"] for c in calls] == [str(tmp_path / "hf")]
+    assert_registered(out, "samner_explorer")
+
+
+def test_missing_local_file_is_one_line_and_writes_nothing(
+        tmp_path: Path, pile_ner_file: Path, no_hub: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "train"
+    missing = tmp_path / "nope" / "train.json"
+    code = train_data.main(["--out", str(out), "--pile-ner", str(pile_ner_file),
+                            "--iepile", str(missing)])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"--iepile {missing}: no such file" in line
+    assert "https://huggingface.co/datasets/zjunlp/iepile" in line
+    assert "leave --iepile out to download it" in line
+    assert not out.exists()  # checked before converting the other source
+
+
+def test_failed_download_is_one_line(tmp_path: Path, pile_ner_file: Path,
+                                     monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    class LocalEntryNotFoundError(OSError):  # what huggingface_hub raises when offline
+        pass
+
+    calls = fake_hub(monkeypatch, error=LocalEntryNotFoundError(
+        "An error happened while trying to locate the file on the Hub.\nCheck your connection."))
+    out = tmp_path / "train"
+    assert train_data.main(["--out", str(out), "--pile-ner", str(pile_ner_file)]) == 2
+    assert [c["repo_id"] for c in calls] == ["zjunlp/iepile"]  # the local file is not fetched
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: cannot download zjunlp/iepile/train.json")
+    assert "LocalEntryNotFoundError: An error happened" in line
+    assert line.endswith("download it yourself and pass --iepile FILE")
+    assert not out.exists()
+
+
+def test_missing_huggingface_hub_says_use_the_train_env(
+        tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train_data.main(["--out", str(tmp_path / "train")]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "needs huggingface_hub: run in .venv/train" in line
+    assert "or pass --pile-ner FILE" in line
+
+
+def test_only_one_role_keeps_other_registrations(tmp_path: Path, pile_ner_file: Path,
+                                                 no_hub: None) -> None:
+    out = tmp_path / "train"
+    out.mkdir()
+    (out / "other.json").write_text("[]\n", encoding="utf-8")
+    (out / DATASET_INFO).write_text('{"other": {"file_name": "other.json"}}', encoding="utf-8")
+    assert train_data.main(["--out", str(out), "--only", "explorer",
+                            "--pile-ner", str(pile_ner_file)]) == 0  # no IEPile needed
+    info = json.loads((out / DATASET_INFO).read_text(encoding="utf-8"))
+    assert set(info) == {"other", "samner_explorer"}
+    assert not (out / "classifier.jsonl").exists()
+
+
+def test_unmapped_iepile_type_is_reported_or_skipped(
+        tmp_path: Path, pile_ner_file: Path, no_hub: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    instruction = {"instruction": "x", "schema": ["person", "sports team"],
+                   "input": "Pele played for Santos ."}
+    record = {"task": "NER", "source": "x", "instruction": json.dumps(instruction),
+              "output": json.dumps({"person": ["Pele"], "sports team": ["Santos"]})}
+    iepile_file = tmp_path / "iepile.json"
+    iepile_file.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    out = tmp_path / "train"
+    argv = ["--out", str(out), "--only", "classifier", "--iepile", str(iepile_file)]
+    assert train_data.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: 1 IEPile types are neither projected nor dropped")
+    assert "'sports team': 1 records" in captured.err
+    assert not (out / "classifier.jsonl").exists()
+    assert train_data.main([*argv, "--skip-unmapped"]) == 0
+    assert json.loads(read_records(out / "classifier.jsonl")[0]["output"]) == [{"Pele": "person"}]
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        train_data.main(["--out", str(tmp_path), "--limit", "0"])
+    assert exc.value.code == 2
+    with pytest.raises(ProjectError, match="roles must be among"):
+        train_data.build(tmp_path, roles=("anchor",))

@@ -1,0 +1,119 @@
+"""Tiny model + tiny adapters for CPU runs of the whole method (``make tiny``; runs in .venv/train).
+
+    python -m tools.tiny_assets [--root .] [--steps 30] [--force]
+
+Builds, each step skipped when its output is already there:
+
+1. ``models/tiny-llama``: a tiny Llama-3-shaped model (:mod:`tools.tiny_model`);
+2. ``data/train-tiny``: SFT data converted by the real converters from the project's own samples
+   (``data_prep/samples``: Pile-NER layout → explorer, IEPile layout → classifier, and the IEPile
+   records themselves → a stand-in anchor, as IEPile trained its LoRA on them);
+3. ``saves/tiny/lora/{anchor,explorer,classifier}``: LoRA adapters trained on CPU with
+   LlamaFactory through the tiny recipes (the anchor with the alpaca template and rank 64, like
+   the public IEPile LoRA).
+
+No download: everything comes from files in the repository. Scores of these models are noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from data_prep.cli import make_parser, run
+from data_prep.io import ProjectError
+from data_prep.register import register, write_alpaca
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data_prep" / "samples"
+PILE_NER_SAMPLE = SAMPLES / "pile_ner_sample.json"
+IEPILE_SAMPLE = SAMPLES / "iepile_ner_en_sample.jsonl"
+ROLES = ("anchor", "explorer", "classifier")
+
+
+def anchor_records(iepile_file: Path):
+    """IEPile NER records as alpaca rows: the JSON-string instruction is the whole prompt."""
+    with open(iepile_file, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                if record.get("task") == "NER":
+                    yield {"instruction": record["instruction"], "input": "",
+                           "output": record["output"]}
+
+
+def build_train_data(out: Path, pile_ner_file: Path = PILE_NER_SAMPLE,
+                     iepile_file: Path = IEPILE_SAMPLE, pile_ner_format: str = "sharegpt",
+                     limit: int | None = None) -> Path:
+    """Explorer, classifier and anchor SFT data in ``out``, registered for LlamaFactory."""
+    from data_prep import train_data
+
+    train_data.build(out, pile_ner_file=pile_ner_file, iepile_file=iepile_file,
+                     pile_ner_format=pile_ner_format, limit=limit)
+    count = write_alpaca(out / "anchor.jsonl", anchor_records(iepile_file))
+    register(out, {"samner_anchor": out / "anchor.jsonl"})
+    print(f"anchor: {count} IEPile-format records -> {out / 'anchor.jsonl'}")
+    return out
+
+
+def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: int) -> float:
+    """Train one tiny adapter with ``tools.train``; returns wall seconds, log beside ``out``."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
+           "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tools.train", f"recipes/train/{role}-tiny-cpu.yaml",
+               f"model_name_or_path={model}", f"dataset_dir={dataset_dir}",
+               f"output_dir={out}", f"max_steps={steps}"]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    seconds = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (out.parent / f"train-{role}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    if done.returncode != 0:
+        raise ProjectError(f"training the tiny {role} adapter failed ({done.returncode}); "
+                           f"log: {out.parent / f'train-{role}.log'}\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def build(root: Path = REPO, steps: int = 30, force: bool = False,
+          roles: tuple[str, ...] = ROLES) -> dict[str, Path]:
+    """Everything the tiny CPU config needs under ``root``; returns the adapter dirs."""
+    from tools import tiny_model
+
+    model = root / "models" / "tiny-llama"
+    data = root / "data" / "train-tiny"
+    if force or not (model / "config.json").is_file():
+        start = time.perf_counter()
+        tiny_model.build(model, [PILE_NER_SAMPLE, IEPILE_SAMPLE])
+        print(f"[tiny] model -> {model} ({time.perf_counter() - start:.1f} s)", flush=True)
+    if force or not (data / "dataset_info.json").is_file():
+        build_train_data(data)
+    adapters = {}
+    for role in roles:
+        out = root / "saves" / "tiny" / "lora" / role
+        if force or not (out / "adapter_config.json").is_file():
+            seconds = train_adapter(role, model, data, out, steps)
+            print(f"[tiny] {role} adapter -> {out} ({seconds:.1f} s, {steps} steps)", flush=True)
+        adapters[role] = out
+    return adapters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--root", type=Path, default=REPO)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--force", action="store_true", help="rebuild what exists")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        adapters = build(args.root, args.steps, args.force)
+        print("[tiny] ready: " + ", ".join(f"{r}={p}" for r, p in adapters.items()))
+
+    return run(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
