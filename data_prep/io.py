@@ -63,6 +63,26 @@ def atomic_writer(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[
         raise
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], error: type[ProjectError] = ProjectError,
+                      loader: type | None = None) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; anything else raises ``error`` naming the file.
+
+    ``loader`` defaults to PyYAML's SafeLoader (never a loader that builds arbitrary objects).
+    """
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=loader or yaml.SafeLoader)
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     with atomic_writer(path) as handle:
         handle.write(text)

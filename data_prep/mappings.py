@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from data_prep.io import ProjectError
+from data_prep.io import ProjectError, read_yaml_mapping
 
 MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 DOMAINS_DIR = MAPPINGS_DIR / "domains"
@@ -68,16 +68,7 @@ def _body(value: Any, where: str) -> dict[str, Any]:
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
-    except FileNotFoundError:
-        raise MappingError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise MappingError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise MappingError(f"{path}: expected a mapping at the top level")
-    return data
+    return read_yaml_mapping(path, MappingError, _UniqueKeyLoader)
 
 
 def _text(value: Any, where: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from data_prep.io import ProjectError
+from data_prep.io import ProjectError, read_yaml_mapping
 from data_prep.mappings import MappingError, load_domain
 
 CCR_RULES = ("authors", "none", "all")
@@ -217,14 +217,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config(path: str | os.PathLike[str], overrides: list[str] = ()) -> InferenceConfig:
     """Read, override and validate an inference config; raises :class:`ConfigError`."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(read_yaml_mapping(path, ConfigError), list(overrides))
     config = _build(InferenceConfig, data, "")
     validate(config, check_paths=config.engine.backend != "fake")
     return config

@@ -57,11 +57,13 @@ def _loads(text: str) -> Any:
     raise ValueError("not JSON")
 
 
-def _scan(text: str) -> tuple[list[str], bool]:
-    """Closers still owed at the end of ``text``, and whether it ends inside a string."""
+def _scan(text: str) -> tuple[list[str], bool, int | None]:
+    """Walk ``text`` as JSON: the closers still owed at its end, whether it ends inside a
+    string, and the index just past the bracket that closes ``text[0]`` (None if none does)."""
     owed: list[str] = []
     in_string = escaped = False
-    for ch in text:
+    end = None
+    for i, ch in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -75,7 +77,9 @@ def _scan(text: str) -> tuple[list[str], bool]:
             owed.append("]" if ch == "[" else "}")
         elif ch in "]}" and owed:
             owed.pop()
-    return owed, in_string
+            if not owed and end is None:
+                end = i + 1
+    return owed, in_string, end
 
 
 def _close_truncated(text: str, max_tries: int = 200) -> Any:
@@ -87,7 +91,7 @@ def _close_truncated(text: str, max_tries: int = 200) -> Any:
     cuts = [i + 1 for i, ch in enumerate(text) if ch in '"]}']
     for cut in reversed(cuts[-max_tries:]):
         head = text[:cut]
-        owed, in_string = _scan(head)
+        owed, in_string, _ = _scan(head)
         if in_string:
             continue
         try:
@@ -116,7 +120,7 @@ def parse_json(text: str | None, kind: type = dict) -> tuple[Any, Status]:
     while (found := _OPENER.search(stripped, pos)) is not None:
         start = found.start()
         candidate = stripped[start:]
-        end = _matching_end(candidate)
+        end = _scan(candidate)[2]
         try:
             if end:
                 value = _loads(candidate[:end])
@@ -130,30 +134,6 @@ def parse_json(text: str | None, kind: type = dict) -> tuple[Any, Status]:
             return value, Status.REPAIRED
         pos = start + end if end and value is not None else start + 1
     return kind(), Status.INVALID
-
-
-def _matching_end(text: str) -> int | None:
-    """Index just past the bracket that closes ``text[0]``, or None if it never closes."""
-    depth = 0
-    in_string = escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
 
 
 def _strings(value: Any) -> list[str]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
 from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError
+from data_prep.io import ProjectError, read_yaml_mapping
 
 
 def missing_adapters(config: dict) -> dict[str, tuple[str, str]]:
@@ -40,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        with open(args.config, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle) or {}
+        config = read_yaml_mapping(args.config)
         wanted = missing_adapters(config)
         if not wanted:
             print("every adapter is on disk already")

@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 
 from data_prep.cli import make_parser
+from data_prep.io import ProjectError, read_yaml_mapping
 
 
-class RecipeError(ValueError):
+class RecipeError(ProjectError):
     pass
 
 
@@ -36,16 +37,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str]) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            recipe = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe not found") from None
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(recipe, dict):
-        raise RecipeError(f"{path}: expected a mapping of LlamaFactory arguments")
-    return {**recipe, **parse_overrides(overrides)}
+    return {**read_yaml_mapping(path, RecipeError), **parse_overrides(overrides)}
 
 
 def _looks_local(model: str) -> bool:
