@@ -35,6 +35,7 @@ from typing import Any
 
 from data_prep.cli import make_parser, run
 from data_prep.io import DataError, ProjectError, iter_jsonl
+from data_prep.mappings import MappingError, load_domain
 from data_prep.records import Sentence, iter_sentences
 
 SCORER_VERSION = "samner-score/1.0"
@@ -215,12 +216,24 @@ def load_predictions(paths: Iterable[str | os.PathLike[str]]) -> dict[str, list[
     return predictions
 
 
+def gold_file(domain: str, data_dir: Path) -> Path:
+    """``DATA/<domain>/test.jsonl`` (CrossNER layout), else the sentences file that the domain's
+    definition in ``mappings/domains`` names (a user's own domain keeps its sentences there)."""
+    path = data_dir / domain / "test.jsonl"
+    if path.exists():
+        return path
+    try:
+        return load_domain(domain).sentences_path(data_dir.parent)
+    except MappingError:
+        return path
+
+
 def run_files(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]]:
     """Gold and prediction files for every ``RUN/<domain>/predictions.jsonl``."""
     preds = sorted(run_dir.glob("*/predictions.jsonl"))
     if not preds:
         raise ScoreError(f"no <domain>/predictions.jsonl under {run_dir}")
-    return [data_dir / p.parent.name / "test.jsonl" for p in preds], preds
+    return [gold_file(p.parent.name, data_dir) for p in preds], preds
 
 
 def report_tables(report: ScoreReport):  # -> tuple[pd.DataFrame, pd.DataFrame]

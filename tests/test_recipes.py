@@ -15,8 +15,9 @@ from tests.conftest import REPO, run_json
 
 RECIPES = REPO / "recipes" / "train"
 ALL = sorted(RECIPES.glob("*.yaml"))
-PAPER = [p for p in ALL if "tiny" not in p.name]
-TINY = [p for p in ALL if "tiny" in p.name]
+PAPER = [p for p in ALL if not p.stem.endswith("-cpu")]
+TINY = [p for p in ALL if p.stem.endswith("-tiny-cpu")]
+DEMO = [p for p in ALL if p.stem.endswith("-demo-cpu")]
 SECTIONS = ["model", "method", "dataset", "output", "train"]
 
 # Paper Table 7 (SPEC.md "Training hyperparameters"), shared by both adapters.
@@ -35,6 +36,12 @@ TINY_SHAPE = {
     "anchor": ("samner_anchor", "alpaca", 64, 64),
     "explorer": ("samner_explorer", "llama3", 8, 16),
     "classifier": ("samner_classifier", "llama3", 8, 16),
+}
+# The CPU demo recipes: the same roles on the small real model (Qwen chat template).
+DEMO_SHAPE = {
+    "anchor": ("samner_anchor", "alpaca", 64, 64),
+    "explorer": ("samner_explorer", "qwen", 8, 16),
+    "classifier": ("samner_classifier", "qwen", 8, 16),
 }
 BACKBONES = {  # file-name marker -> (model id, LlamaFactory template)
     "llama3-8b": ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
@@ -81,14 +88,17 @@ def test_backbone_and_template_match(path: Path) -> None:
     assert markers[0] in recipe["output_dir"]
 
 
-@pytest.mark.parametrize("path", TINY, ids=lambda p: p.stem)
-def test_tiny_recipe_is_cpu_with_the_expected_adapter_shape(path: Path) -> None:
+@pytest.mark.parametrize("path", TINY + DEMO, ids=lambda p: p.stem)
+def test_cpu_recipe_is_cpu_with_the_expected_adapter_shape(path: Path) -> None:
+    tiny = path in TINY
     recipe, role = load(path), role_of(path, TINY_SHAPE)
     assert recipe["use_cpu"] is True and recipe["bf16"] is False and recipe["fp16"] is False
-    assert recipe["model_name_or_path"] == "models/tiny-llama"  # tools/tiny_model.py
-    assert recipe["dataset_dir"] == "data/train"
+    # tools/tiny_model.py, or the demo's small real model (tools/small_model.py)
+    model = "models/tiny-llama" if tiny else "models/qwen2.5-coder-0.5b"
+    assert recipe["model_name_or_path"] == model
+    assert recipe["dataset_dir"] == "data/train-tiny"  # tools/tiny_assets.py writes it
     assert (recipe["dataset"], recipe["template"], recipe["lora_rank"],
-            recipe["lora_alpha"]) == TINY_SHAPE[role]
+            recipe["lora_alpha"]) == (TINY_SHAPE if tiny else DEMO_SHAPE)[role]
     assert recipe["lora_target"] == "all"
     assert recipe["logging_steps"] == 1  # the e2e test reads one loss per step
     assert "deepspeed" not in recipe
@@ -119,7 +129,8 @@ def test_llamafactory_accepts_every_recipe(venv_python, tiny_model: Path,
     lookups) on every recipe, in ONE train-env process. Data comes from the tiny registration;
     local model paths point to the tiny model; hub model ids are not resolved locally."""
     overrides = {str(p.relative_to(REPO)): [f"dataset_dir={tiny_train_data}"]
-                 + ([f"model_name_or_path={tiny_model}"] if p in TINY else []) for p in ALL}
+                 + ([f"model_name_or_path={tiny_model}"] if p in TINY + DEMO else [])
+                 for p in ALL}
     script = f"""
 import json
 from tools.train import RecipeError, check_recipe, load_recipe
