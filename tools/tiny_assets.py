@@ -1,18 +1,21 @@
-"""Tiny model + tiny adapters for CPU runs of the whole method (``make tiny``; runs in .venv/train).
+"""Model + adapters for CPU runs of the whole method (``make tiny``, ``make demo``; .venv/train).
 
-    python -m tools.tiny_assets [--root .] [--steps 30] [--force]
+    python -m tools.tiny_assets [--profile tiny|demo] [--root .] [--steps N] [--force]
 
-Builds, each step skipped when its output is already there:
+Profiles: ``tiny`` = a tiny random Llama for tests (seconds per adapter); ``demo`` = the small
+real model of the demo (Qwen2.5-Coder-0.5B-Instruct from PyPI GGUF wheels, :mod:`tools.small_model`,
+minutes per adapter). Builds, each step skipped when its output is already there:
 
-1. ``models/tiny-llama``: a tiny Llama-3-shaped model (:mod:`tools.tiny_model`);
+1. the base model: ``models/tiny-llama`` (:mod:`tools.tiny_model`) or ``models/<small model>``;
 2. ``data/train-tiny``: SFT data converted by the real converters from the project's own samples
    (``data_prep/samples``: Pile-NER layout → explorer, IEPile layout → classifier, and the IEPile
    records themselves → a stand-in anchor, as IEPile trained its LoRA on them);
-3. ``saves/tiny/lora/{anchor,explorer,classifier}``: LoRA adapters trained on CPU with
-   LlamaFactory through the tiny recipes (the anchor with the alpaca template and rank 64, like
-   the public IEPile LoRA).
+3. ``saves/<profile>/lora/{anchor,explorer,classifier}``: LoRA adapters trained on CPU with
+   LlamaFactory through ``recipes/train/<role>-<profile>-cpu.yaml`` (the anchor with the alpaca
+   template and rank 64, like the public IEPile LoRA).
 
-No download: everything comes from files in the repository. Scores of these models are noise.
+Training data never needs a download: it comes from files in the repository. Scores of these
+models are not paper numbers (the tiny model's are noise).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.cli import make_parser, run
@@ -33,6 +38,31 @@ SAMPLES = REPO / "data_prep" / "samples"
 PILE_NER_SAMPLE = SAMPLES / "pile_ner_sample.json"
 IEPILE_SAMPLE = SAMPLES / "iepile_ner_en_sample.jsonl"
 ROLES = ("anchor", "explorer", "classifier")
+
+
+@dataclass(frozen=True)
+class Profile:
+    model_dir: str
+    steps: int
+    make_model: Callable[[Path], object]
+
+
+def _tiny_model(out: Path) -> object:
+    from tools import tiny_model
+
+    return tiny_model.build(out, [PILE_NER_SAMPLE, IEPILE_SAMPLE])
+
+
+def _small_model(out: Path) -> object:
+    from tools import small_model
+
+    return small_model.ensure(out)
+
+
+PROFILES = {
+    "tiny": Profile("models/tiny-llama", 30, _tiny_model),
+    "demo": Profile("models/qwen2.5-coder-0.5b", 12, _small_model),
+}
 
 
 def anchor_records(iepile_file: Path):
@@ -60,11 +90,12 @@ def build_train_data(out: Path, pile_ner_file: Path = PILE_NER_SAMPLE,
     return out
 
 
-def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: int) -> float:
-    """Train one tiny adapter with ``tools.train``; returns wall seconds, log beside ``out``."""
+def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: int,
+                  profile: str = "tiny") -> float:
+    """Train one adapter with ``tools.train``; returns wall seconds, log beside ``out``."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
            "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "tools.train", f"recipes/train/{role}-tiny-cpu.yaml",
+    command = [sys.executable, "-m", "tools.train", f"recipes/train/{role}-{profile}-cpu.yaml",
                f"model_name_or_path={model}", f"dataset_dir={dataset_dir}",
                f"output_dir={out}", f"max_steps={steps}"]
     start = time.perf_counter()
@@ -73,44 +104,46 @@ def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: i
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / f"train-{role}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
-        raise ProjectError(f"training the tiny {role} adapter failed ({done.returncode}); "
+        raise ProjectError(f"training the {profile} {role} adapter failed ({done.returncode}); "
                            f"log: {out.parent / f'train-{role}.log'}\n{done.stderr[-2000:]}")
     return seconds
 
 
-def build(root: Path = REPO, steps: int = 30, force: bool = False,
-          roles: tuple[str, ...] = ROLES) -> dict[str, Path]:
-    """Everything the tiny CPU config needs under ``root``; returns the adapter dirs."""
-    from tools import tiny_model
-
-    model = root / "models" / "tiny-llama"
+def build(root: Path = REPO, steps: int | None = None, force: bool = False,
+          roles: tuple[str, ...] = ROLES, profile: str = "tiny") -> dict[str, Path]:
+    """Everything the profile's CPU config needs under ``root``; returns the adapter dirs."""
+    spec = PROFILES[profile]
+    steps = steps or spec.steps
+    model = root / spec.model_dir
     data = root / "data" / "train-tiny"
     if force or not (model / "config.json").is_file():
         start = time.perf_counter()
-        tiny_model.build(model, [PILE_NER_SAMPLE, IEPILE_SAMPLE])
-        print(f"[tiny] model -> {model} ({time.perf_counter() - start:.1f} s)", flush=True)
+        spec.make_model(model)
+        print(f"[{profile}] model -> {model} ({time.perf_counter() - start:.1f} s)", flush=True)
     if force or not (data / "dataset_info.json").is_file():
         build_train_data(data)
     adapters = {}
     for role in roles:
-        out = root / "saves" / "tiny" / "lora" / role
+        out = root / "saves" / profile / "lora" / role
         if force or not (out / "adapter_config.json").is_file():
-            seconds = train_adapter(role, model, data, out, steps)
-            print(f"[tiny] {role} adapter -> {out} ({seconds:.1f} s, {steps} steps)", flush=True)
+            seconds = train_adapter(role, model, data, out, steps, profile)
+            print(f"[{profile}] {role} adapter -> {out} ({seconds:.1f} s, {steps} steps)",
+                  flush=True)
         adapters[role] = out
     return adapters
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     parser.add_argument("--root", type=Path, default=REPO)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="training steps per adapter (profile default)")
     parser.add_argument("--force", action="store_true", help="rebuild what exists")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        adapters = build(args.root, args.steps, args.force)
-        print("[tiny] ready: " + ", ".join(f"{r}={p}" for r, p in adapters.items()))
+        adapters = build(args.root, args.steps, args.force, profile=args.profile)
+        print(f"[{args.profile}] ready: " + ", ".join(f"{r}={p}" for r, p in adapters.items()))
 
     return run(body)
 
