@@ -98,6 +98,9 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     max_num_seqs: int = 256
     cpu_kv_cache_gb: int = 4  # VLLM_CPU_KVCACHE_SPACE on CPU machines
+    # Cores vLLM keeps away from its CPU worker (VLLM_CPU_NUM_OF_RESERVED_CPU); vLLM reserves
+    # one by default, which on a 2-core machine leaves the model a single core. None = default.
+    cpu_reserved_cores: int | None = None
     seed: int = 0
     chunk_size: int = 256  # requests per saved chunk: the resume granularity
     extra: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM as is

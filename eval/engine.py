@@ -114,6 +114,8 @@ class VLLMBackend:
         config, engine, model = self.config, self.config.engine, self.model
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gb))
+        if engine.cpu_reserved_cores is not None:
+            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(engine.cpu_reserved_cores))
         from vllm import LLM
         from vllm.lora.request import LoRARequest
 
