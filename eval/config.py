@@ -101,6 +101,9 @@ class EngineConfig:
     # Cores vLLM keeps away from its CPU worker (VLLM_CPU_NUM_OF_RESERVED_CPU); vLLM reserves
     # one by default, which on a 2-core machine leaves the model a single core. None = default.
     cpu_reserved_cores: int | None = None
+    # Run engine core and worker inside this process (TP=1 only): saves two process starts,
+    # each importing vLLM, which is most of a small CPU run; GPU runs keep the default.
+    single_process: bool = False
     seed: int = 0
     chunk_size: int = 256  # requests per saved chunk: the resume granularity
     extra: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM as is
@@ -271,6 +274,8 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append("anchor.max_types_per_query must be >= 1")
     if config.extraction.max_span_words < 1 or config.extraction.max_mentions_per_type < 1:
         problems.append("extraction: max_span_words and max_mentions_per_type must be >= 1")
+    if config.engine.single_process and config.engine.tensor_parallel_size > 1:
+        problems.append("engine.single_process needs tensor_parallel_size 1")
     if config.engine.chunk_size < 1:
         problems.append("engine.chunk_size must be >= 1")
     if config.limit is not None and config.limit < 1:

@@ -114,6 +114,8 @@ class VLLMBackend:
         config, engine, model = self.config, self.config.engine, self.model
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(engine.cpu_kv_cache_gb))
+        if engine.single_process:
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if engine.cpu_reserved_cores is not None:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(engine.cpu_reserved_cores))
         from vllm import LLM
@@ -130,6 +132,8 @@ class VLLMBackend:
         }
         if on_gpu():
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+        if engine.single_process:
+            kwargs["distributed_executor_backend"] = "uni"
         if adapters:
             kwargs.update(enable_lora=True, max_loras=len(adapters),
                           max_lora_rank=supported_lora_rank(max(ranks.values())))
