@@ -264,6 +264,9 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append(f"calibrator_template: unknown {config.calibrator_template!r}")
     if not (config.anchor_adapter.enabled or config.explorer_adapter.enabled):
         problems.append("stage 1 needs the anchor or the explorer (both are disabled)")
+    if config.classifier_adapter.base_model not in ("", config.model):
+        problems.append("classifier_adapter.base_model: the classifier must share the "
+                        "calibrator's base model (only extractors may use another one)")
     if not config.classifier_adapter.enabled:
         problems.append("classifier_adapter: stage 2 cannot be disabled")
     if config.ccr.rule not in CCR_RULES:

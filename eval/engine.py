@@ -82,6 +82,9 @@ class FakeBackend:
     def stats(self) -> dict[str, Any]:
         return {"backend": "fake", "generate_calls": self.calls, "requests": self.requests}
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def supported_lora_rank(rank: int) -> int:
     """vLLM accepts only some ``max_lora_rank`` values; take the smallest one that fits."""

@@ -76,27 +76,30 @@ def domain_sentences(config: InferenceConfig, name: str, shard: tuple[int, int] 
 
 
 def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
-                 backend=None) -> dict[str, Path]:
-    """Run every configured domain; returns the predictions file per domain."""
+                 backend=None, make=None) -> dict[str, Path]:
+    """Run every configured domain; returns the predictions file per domain.
+
+    ``backend`` (the main model's) and ``make(config, model)`` (a backend for another base
+    model) default to vLLM; tests pass fakes.
+    """
     from eval.engine import make_backend
     from eval.pipeline import DomainRun
 
+    make = make or make_backend
     out = prepare_run_dir(config)
     archetypes = load_archetypes()
     work = {name: domain_sentences(config, name, shard) for name in config.domains}  # fail early
     for role, base in config.foreign_bases().items():
-        if role == "classifier":
-            raise ConfigError("classifier_adapter.base_model must be the config's model")
         # An extractor on another base (the Llama3 IEPile anchor in the Qwen setup): its stage
         # runs first on an engine of its own, which is then shut down; the main run below finds
         # every one of its answers saved and generates nothing for it.
-        foreign = make_backend(config, base)
+        foreign = make(config, base)
         for name, sentences in work.items():
             DomainRun(config, load_domain(name), archetypes, foreign, out / name).extract_only(
                 sentences, role)
         foreign.close()
         del foreign
-    backend = backend or make_backend(config)
+    backend = backend or make(config, None)
     written = {}
     for name, sentences in work.items():
         domain_dir = out / name

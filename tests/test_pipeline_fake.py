@@ -204,3 +204,32 @@ def test_ablation_switches(tmp_path, converted_crossner, switch, absent):
     preds = load_predictions([run_dir / "predictions.jsonl"])
     gold_sentences = load_gold([converted_crossner / "music" / "test.jsonl"])[:10]
     assert score(gold_sentences, preds, "string").domains["music"].total.tp > 0
+
+
+def test_extractor_on_another_base_model_runs_first_on_its_own_engine(tmp_path,
+                                                                       converted_crossner):
+    """The Qwen setup keeps the Llama3 IEPile anchor: its stage runs on a second engine that is
+    closed before the main one starts, and the main engine never sees an anchor request."""
+    gold = gold_by_text(converted_crossner)
+    config = load_config(write_config(tmp_path, converted_crossner),
+                         ["anchor_adapter.base_model=llama3-base"])
+    built: dict[str, FakeBackend] = {}
+
+    def make(cfg, model):
+        built[model or "main"] = FakeBackend(oracle(gold))
+        assert model is None or "main" not in built, "the anchor engine must come first"
+        return built[model or "main"]
+
+    run_pipeline(config, make=make)
+    assert list(built) == ["llama3-base", "main"]
+    assert built["llama3-base"].requests == 20 and built["llama3-base"].closed
+    main_requests = json.loads((tmp_path / "run" / "music" / "stats.json").read_text())["stages"]
+    assert main_requests["stage1_anchor"]["requests"] == 20  # all from the saved answers
+    assert built["main"].requests == 10 + main_requests["stage2_classifier"]["requests"] + (
+        main_requests["stage3_calibration"]["requests"])
+
+
+def test_classifier_cannot_move_to_another_base(tmp_path, converted_crossner):
+    with pytest.raises(ConfigError, match="classifier must share"):
+        load_config(write_config(tmp_path, converted_crossner),
+                    ["classifier_adapter.base_model=elsewhere"])
