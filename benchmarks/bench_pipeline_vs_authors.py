@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_pipeline_vs_authors [--domains music politics] [--limit 20]
         [--out runs/bench] [--repeat 1] [--batch-size 8] [--config recipes/infer/tiny-cpu.yaml]
+        [--ours-override KEY=VALUE ...]
 
 Run with the dev env's python; it launches every model process in the env it needs:
 
@@ -83,7 +84,7 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     command = [str(args.venv / "infer" / "bin" / "python"), "-m", "eval.infer",
                "--config", str(args.config), "--domains", *args.domains,
-               "--limit", str(args.limit), "--out", str(out)]
+               "--limit", str(args.limit), "--out", str(out), *args.ours_override]
     seconds = logged_run(command, out.parent / "ours.log")
     engine = json.loads((out / "engine_stats.json").read_text())
     stages: dict[str, dict[str, int]] = {}
@@ -314,6 +315,8 @@ def report(args: argparse.Namespace, pairs: list[dict[str, Any]]) -> dict[str, A
     print()
     print(f"Our pipeline vs the authors' orchestration: tiny model ({args.config}), "
           f"{len(args.domains)} domains ({domains}) x {args.limit} sentences = {n} sentences")
+    if args.ours_override:
+        print(f"our run's overrides: {' '.join(args.ours_override)}")
     print(f"{len(pairs)} run(s) of the pair, back to back; medians. This 2-core CPU's speed is "
           "noisy (neighbours): compare the two columns, not figures from other runs.")
     rows = [
@@ -364,6 +367,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of the pair (medians)")
     parser.add_argument("--batch-size", type=int, default=8, help="per_device_eval_batch_size")
     parser.add_argument("--config", type=Path, default=Path("recipes/infer/tiny-cpu.yaml"))
+    parser.add_argument("--ours-override", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for our run, e.g. "
+                             "engine.extra.distributed_executor_backend=uni")
     parser.add_argument("--venv", type=Path, default=Path(os.environ.get("SAMNER_VENV", ".venv")))
     parser.add_argument("--count-tokens", nargs="+", metavar="ARG",
                         help=argparse.SUPPRESS)
@@ -377,7 +383,8 @@ def main() -> int:
     args.out, args.venv = args.out.resolve(), args.venv.resolve()
     args.config = args.config.resolve()
     os.chdir(REPO)  # the config's relative paths (data, models, saves) are the repo's
-    overrides = [f"domains={json.dumps(args.domains)}", f"limit={args.limit}"]
+    overrides = [f"domains={json.dumps(args.domains)}", f"limit={args.limit}",
+                 *args.ours_override]
     config = load_config(args.config, overrides)
     site = metrics_site(args)
     pairs = []
@@ -394,6 +401,7 @@ def main() -> int:
     result = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
               "machine": machine(), "config": str(args.config), "domains": args.domains,
               "limit": args.limit, "batch_size": args.batch_size, "repeat": args.repeat,
+              "ours_override": args.ours_override,
               "authors_sampling": AUTHORS_SAMPLING, "summary": summary, "pairs": pairs}
     (args.out / "bench.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out / 'bench.json'}")
