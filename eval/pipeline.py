@@ -38,6 +38,9 @@ def record_counts(records: dict[str, dict[str, Any]]) -> Counter[str]:
         counts["truncated"] += record["finish_reason"] == "length"
         counts["prompt_tokens"] += record["prompt_tokens"]
         counts["output_tokens"] += record["output_tokens"]
+        parsed = record["parsed"]
+        if isinstance(parsed, dict) and "unknown_types" in parsed:  # extractor answers
+            counts["unknown_types"] += len(parsed["unknown_types"])
     return counts
 
 
@@ -77,14 +80,10 @@ class DomainRun:
             for record in records.values():
                 anchor[record["id"]] += [m for m in record["parsed"]["mentions"]
                                          if m not in anchor[record["id"]]]
-            self.stats["stage1_anchor"]["unknown_types"] += sum(
-                len(r["parsed"]["unknown_types"]) for r in records.values())
         if config.explorer_adapter.enabled and only in (None, "explorer"):
             records = self._stage("stage1_explorer", discovery.explorer_requests(
                 sentences, types, config, tokenizer), parse_extraction)
             explorer = {sid: r["parsed"]["mentions"] for sid, r in records.items()}
-            self.stats["stage1_explorer"]["unknown_types"] += sum(
-                len(r["parsed"]["unknown_types"]) for r in records.values())
         if only:
             return None
         found = [discovery.discover(s, anchor and anchor[s.id], explorer and explorer[s.id],
