@@ -104,6 +104,9 @@ class EngineConfig:
     # Run engine core and worker inside this process (TP=1 only): saves two process starts,
     # each importing vLLM, which is most of a small CPU run; GPU runs keep the default.
     single_process: bool = False
+    # vLLM's CPU LoRA ops copy the adapter per token; eval/cpu_lora.py groups rows by adapter
+    # (same results, prefill many times faster). Applies where the model runs in this process.
+    cpu_grouped_lora: bool = True
     seed: int = 0
     chunk_size: int = 256  # requests per saved chunk: the resume granularity
     extra: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM as is

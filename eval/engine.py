@@ -137,6 +137,10 @@ class VLLMBackend:
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
         if engine.single_process:
             kwargs["distributed_executor_backend"] = "uni"
+        if adapters and engine.cpu_grouped_lora and not on_gpu():
+            from eval import cpu_lora
+
+            cpu_lora.install()
         if adapters:
             kwargs.update(enable_lora=True, max_loras=len(adapters),
                           max_lora_rank=supported_lora_rank(max(ranks.values())))
