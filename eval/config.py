@@ -129,6 +129,8 @@ class InferenceConfig:
                                                         "science"])
     data_dir: str = "data"
     limit: int | None = None
+    # first N sentences of these domains, beating `limit` (make demo: CrossNER as a taste)
+    domain_limits: dict[str, int] = field(default_factory=dict)
     output_dir: str = "runs/default"
 
     def adapters(self, base: str | None = None) -> dict[str, AdapterConfig]:
@@ -286,6 +288,11 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append("engine.chunk_size must be >= 1")
     if config.limit is not None and config.limit < 1:
         problems.append("limit must be >= 1 or null")
+    for name, limit in config.domain_limits.items():
+        if not isinstance(limit, int) or limit < 1:
+            problems.append(f"domain_limits.{name} must be an integer >= 1")
+        if name not in config.domains:
+            problems.append(f"domain_limits.{name}: {name} is not among domains")
     for name in config.domains:
         try:
             load_domain(name)

@@ -12,6 +12,7 @@ disjoint shards of the sentences (one GPU each when GPUs are present) and merges
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -38,13 +39,32 @@ ABLATIONS = {
     "no-calibration": ["calibration.enabled=false"],
 }
 OUTPUT_KEYS = ("model", "calibrator_template", "anchor_adapter", "explorer_adapter",
-               "classifier_adapter", "anchor", "ccr", "calibration", "sampling")
+               "classifier_adapter", "anchor", "extraction", "ccr", "calibration", "sampling")
+
+
+def adapter_weights_sha256(config: InferenceConfig) -> dict[str, str | None]:
+    """The adapters' weights by content: an adapter retrained in place makes saved answers
+    stale even though its path is the same. (Hub adapters not yet fetched: None.)"""
+    digests: dict[str, str | None] = {}
+    for role in ("anchor", "explorer", "classifier"):
+        adapter = getattr(config, f"{role}_adapter")
+        weights = Path(adapter.path) / "adapter_model.safetensors" if adapter.path else None
+        if adapter.enabled and weights is not None and weights.is_file():
+            digest = hashlib.sha256()
+            with open(weights, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+            digests[role] = digest.hexdigest()
+        else:
+            digests[role] = None
+    return digests
 
 
 def fingerprint(config: InferenceConfig) -> dict[str, Any]:
     data = config.to_dict()
-    return {k: data[k] for k in OUTPUT_KEYS} | {"seed": config.engine.seed,
-                                                "dtype": config.engine.dtype}
+    return {k: data[k] for k in OUTPUT_KEYS} | {
+        "seed": config.engine.seed, "dtype": config.engine.dtype,
+        "adapter_weights_sha256": adapter_weights_sha256(config)}
 
 
 def prepare_run_dir(config: InferenceConfig) -> Path:
@@ -68,7 +88,8 @@ def prepare_run_dir(config: InferenceConfig) -> Path:
 def domain_sentences(config: InferenceConfig, name: str, shard: tuple[int, int] | None = None
                      ) -> list[Sentence]:
     sentences = load_sentences(load_domain(name).sentences_path(config.data_dir))
-    sentences = sentences[: config.limit] if config.limit else sentences
+    limit = config.domain_limits.get(name, config.limit)
+    sentences = sentences[:limit] if limit else sentences
     if shard:
         index, count = shard
         sentences = sentences[index::count]
@@ -83,7 +104,7 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
     model) default to vLLM; tests pass fakes.
     """
     from eval.engine import make_backend
-    from eval.pipeline import DomainRun
+    from eval.pipeline import DomainRun, run_domains
 
     make = make or make_backend
     out = prepare_run_dir(config)
@@ -94,17 +115,16 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
         # runs first on an engine of its own, which is then shut down; the main run below finds
         # every one of its answers saved and generates nothing for it.
         foreign = make(config, base)
-        for name, sentences in work.items():
-            DomainRun(config, load_domain(name), archetypes, foreign, out / name).extract_only(
-                sentences, role)
+        run_domains([(DomainRun(config, load_domain(name), archetypes, foreign, out / name),
+                      sentences) for name, sentences in work.items()], only=role)
         foreign.close()
         del foreign
     backend = backend or make(config, None)
+    run_domains([(DomainRun(config, load_domain(name), archetypes, backend, out / name),
+                  sentences) for name, sentences in work.items()])
     written = {}
     for name, sentences in work.items():
-        domain_dir = out / name
-        DomainRun(config, load_domain(name), archetypes, backend, domain_dir).run(sentences)
-        written[name] = domain_dir / "predictions.jsonl"
+        written[name] = out / name / "predictions.jsonl"
         print(f"{name}: {len(sentences)} sentences -> {written[name]}")
     engine_stats = backend.stats()
     write_text_atomic(out / "engine_stats.json", json.dumps(engine_stats, indent=2))

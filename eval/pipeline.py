@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from data_prep.records import Sentence
 from eval import calibration, discovery, mediation
 from eval.config import InferenceConfig
 from eval.engine import Backend, Request
-from eval.store import StageStore, run_stage
+from eval.store import StageCall, StageStore, run_stages
 
 
 def record_counts(records: dict[str, dict[str, Any]]) -> Counter[str]:
@@ -44,46 +44,56 @@ def record_counts(records: dict[str, dict[str, Any]]) -> Counter[str]:
     return counts
 
 
+# What a domain's step asks for: (stage name, requests, parser); answered with records by stage.
+StageAsk = tuple[str, Sequence[Request], Any]
+Steps = Generator[list[StageAsk], dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]] | None]
+
+
 class DomainRun:
+    """One domain's three stages as a generator of LLM steps (:meth:`steps`), so that
+    :func:`run_domains` can send the same step of every domain to the engine as one stream."""
+
     def __init__(self, config: InferenceConfig, domain: Domain, archetypes: Archetypes,
                  backend: Backend, out: Path) -> None:
         self.config, self.domain, self.archetypes = config, domain, archetypes
         self.backend, self.out = backend, out
         self.stats: dict[str, Counter[str]] = {}
 
-    def _stage(self, name: str, requests: Sequence[Request], parse) -> dict[str, dict[str, Any]]:
+    def call(self, name: str, requests: Sequence[Request], parse) -> StageCall:
         tokenizer = self.backend.tokenizer
-        records = run_stage(
-            StageStore(self.out / f"{name}.jsonl"), requests, self.backend, parse,
-            lambda r: tokenizer.decode(r.prompt_ids), self.config.engine.chunk_size,
-            f"{self.domain.name}: {name}")
-        self.stats[name] = record_counts(records)
-        return records
-
-    def extract_only(self, sentences: Sequence[Sentence], role: str) -> None:
-        """Run one extractor's LLM stage and stop (for an adapter on another base model)."""
-        self.run(sentences, only=role)
+        return StageCall(StageStore(self.out / f"{name}.jsonl"), requests, parse,
+                         lambda r: tokenizer.decode(r.prompt_ids))
 
     def run(self, sentences: Sequence[Sentence], only: str | None = None
             ) -> list[dict[str, Any]] | None:
+        """This domain alone (``only``: just that extractor's stage)."""
+        return run_domains([(self, sentences)], only)[0]
+
+    def steps(self, sentences: Sequence[Sentence], only: str | None = None) -> Steps:
         config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
         types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
         parse_extraction = discovery.parse_extraction(types)
 
-        # Stage 1: anchor and explorer, then CCR.
+        # Stage 1: anchor and explorer (one step: their requests share the engine's batches),
+        # then CCR.
+        asks: list[StageAsk] = []
+        if config.anchor_adapter.enabled and only in (None, "anchor"):
+            asks.append(("stage1_anchor", discovery.anchor_requests(
+                sentences, types, config, tokenizer), parse_extraction))
+        if config.explorer_adapter.enabled and only in (None, "explorer"):
+            asks.append(("stage1_explorer", discovery.explorer_requests(
+                sentences, types, config, tokenizer), parse_extraction))
+        answers = yield asks
         anchor: dict[str, list[str]] | None = None
         explorer: dict[str, list[str]] | None = None
-        if config.anchor_adapter.enabled and only in (None, "anchor"):
-            records = self._stage("stage1_anchor", discovery.anchor_requests(
-                sentences, types, config, tokenizer), parse_extraction)
+        if "stage1_anchor" in answers:
             anchor = {s.id: [] for s in sentences}
-            for record in records.values():
+            for record in answers["stage1_anchor"].values():
                 anchor[record["id"]] += [m for m in record["parsed"]["mentions"]
                                          if m not in anchor[record["id"]]]
-        if config.explorer_adapter.enabled and only in (None, "explorer"):
-            records = self._stage("stage1_explorer", discovery.explorer_requests(
-                sentences, types, config, tokenizer), parse_extraction)
-            explorer = {sid: r["parsed"]["mentions"] for sid, r in records.items()}
+        if "stage1_explorer" in answers:
+            explorer = {sid: r["parsed"]["mentions"]
+                        for sid, r in answers["stage1_explorer"].items()}
         if only:
             return None
         found = [discovery.discover(s, anchor and anchor[s.id], explorer and explorer[s.id],
@@ -98,9 +108,10 @@ class DomainRun:
             if result.mentions:
                 tagged[sentence.id] = mediation.tag_sentence(sentence.text, result.mentions)
         untagged = sum(len(r.mentions) - len(tagged.get(r.id, ("", []))[1]) for r in found)
-        records = self._stage("stage2_classifier", mediation.classifier_requests(
+        answers = yield [("stage2_classifier", mediation.classifier_requests(
             [(sid, text) for sid, (text, _) in tagged.items()], archetype_names, config,
-            tokenizer), mediation.parse_classification)
+            tokenizer), mediation.parse_classification)]
+        records = answers["stage2_classifier"]
         counts = self.stats["stage2_classifier"]
         counts["overlapping_mentions_not_tagged"] += untagged
         assigned = {sid: mediation.assign_archetypes(mentions, records[sid]["parsed"],
@@ -113,10 +124,11 @@ class DomainRun:
         # Stage 3: target labels.
         labels: dict[str, list[str]] = {}
         if config.calibration.enabled:
-            records = self._stage("stage3_calibration", calibration.calibration_requests(
+            answers = yield [("stage3_calibration", calibration.calibration_requests(
                 [(s.id, s.text, assigned[s.id]) for s in sentences if s.id in assigned],
                 domain, self.archetypes.definitions, config, tokenizer),
-                calibration.label_parser(domain))
+                calibration.label_parser(domain))]
+            records = answers["stage3_calibration"]
             counts = self.stats["stage3_calibration"]
             for sid, pairs in assigned.items():
                 labels[sid] = []
@@ -143,3 +155,41 @@ class DomainRun:
             {"sentences": len(sentences), "stages": {k: dict(v) for k, v in self.stats.items()}},
             indent=2))
         return predictions
+
+
+def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str | None = None
+                ) -> list[list[dict[str, Any]] | None]:
+    """Run domains in lockstep: each step's requests of EVERY domain (anchor and explorer
+    together in stage 1) go to the engine as one stream, so it batches across domains and
+    adapters and a run makes three generate streams, not four per domain. Records, resume and
+    stats stay per domain. All runs share one backend; returns each domain's predictions."""
+    if not work:
+        return []
+    backend, chunk_size = work[0][0].backend, work[0][0].config.engine.chunk_size
+    steps = [run.steps(sentences, only) for run, sentences in work]
+    results: list[list[dict[str, Any]] | None] = [None] * len(work)
+    asking: dict[int, list[StageAsk]] = {}
+
+    def advance(i: int, answers: dict[str, dict[str, dict[str, Any]]] | None) -> None:
+        try:
+            asking[i] = steps[i].send(answers)  # type: ignore[arg-type]
+        except StopIteration as done:
+            results[i] = done.value
+            asking.pop(i, None)
+
+    for i in range(len(work)):
+        advance(i, None)
+    while asking:
+        calls = [(i, name, work[i][0].call(name, requests, parse))
+                 for i, asks in asking.items() for name, requests, parse in asks]
+        names = sorted({name for _, name, _ in calls})
+        domains = ", ".join(work[i][0].domain.name for i in asking)
+        records = run_stages([call for _, _, call in calls], backend, chunk_size,
+                             f"{' + '.join(names)} [{domains}]")
+        answers: dict[int, dict[str, dict[str, dict[str, Any]]]] = defaultdict(dict)
+        for (i, name, _), stage_records in zip(calls, records, strict=True):
+            answers[i][name] = stage_records
+            work[i][0].stats[name] = record_counts(stage_records)
+        for i in list(asking):
+            advance(i, answers[i])
+    return results

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,37 +61,51 @@ class StageStore:
 ParseFn = Callable[[Request, Completion], tuple[Any, str]]
 
 
-def run_stage(
-    store: StageStore,
-    requests: Sequence[Request],
-    backend: Backend,
-    parse: ParseFn,
-    describe: Callable[[Request], str],
-    chunk_size: int,
-    label: str,
-) -> dict[str, dict[str, Any]]:
-    """Generate what ``store`` lacks, in chunks, saving each chunk; returns records by key.
+@dataclass(frozen=True)
+class StageCall:
+    """One LLM stage of one domain: its requests, where their records go, how to parse them.
+    ``describe`` renders a request's prompt as text for the artifact (every sample stays
+    inspectable)."""
 
-    ``parse`` turns a completion into (parsed value, status); ``describe`` renders a request's
-    prompt as text for the artifact (prompts are kept so every sample can be inspected).
-    """
-    pending = [r for r in requests if r.key not in store.records]
-    with tqdm(total=len(requests), initial=len(requests) - len(pending), desc=label,
-              unit="req", disable=None) as bar:
+    store: StageStore
+    requests: Sequence[Request]
+    parse: ParseFn
+    describe: Callable[[Request], str]
+
+
+def run_stages(calls: Sequence[StageCall], backend: Backend, chunk_size: int, label: str
+               ) -> list[dict[str, dict[str, Any]]]:
+    """Generate what the calls' stores lack as ONE request stream (stages and domains share
+    the engine's batches), ``chunk_size`` requests per saved chunk; returns each call's records
+    by key. ``parse`` turns a completion into (parsed value, status)."""
+    pending = [(i, r) for i, call in enumerate(calls) for r in call.requests
+               if r.key not in call.store.records]
+    total = sum(len(call.requests) for call in calls)
+    with tqdm(total=total, initial=total - len(pending), desc=label, unit="req",
+              disable=None) as bar:
         for start in range(0, len(pending), chunk_size):
             chunk = pending[start:start + chunk_size]
-            completions = backend.generate(chunk)
-            records = []
-            for request, completion in zip(chunk, completions, strict=True):
-                parsed, status = parse(request, completion)
-                records.append({
+            completions = backend.generate([request for _, request in chunk])
+            records: dict[int, list[dict[str, Any]]] = defaultdict(list)
+            for (i, request), completion in zip(chunk, completions, strict=True):
+                parsed, status = calls[i].parse(request, completion)
+                records[i].append({
                     "key": request.key, "id": request.key.split("#", 1)[0],
-                    "adapter": request.adapter, "prompt": describe(request),
+                    "adapter": request.adapter, "prompt": calls[i].describe(request),
                     "raw": completion.text, "parsed": parsed, "status": status,
                     "finish_reason": completion.finish_reason,
                     "prompt_tokens": completion.prompt_tokens,
                     "output_tokens": completion.output_tokens,
                 })
-            store.append(records)
+            for i, chunk_records in records.items():
+                calls[i].store.append(chunk_records)
             bar.update(len(chunk))
-    return {r.key: store.records[r.key] for r in requests}
+    return [{r.key: call.store.records[r.key] for r in call.requests} for call in calls]
+
+
+def run_stage(store: StageStore, requests: Sequence[Request], backend: Backend, parse: ParseFn,
+              describe: Callable[[Request], str], chunk_size: int, label: str
+              ) -> dict[str, dict[str, Any]]:
+    """One stage of one domain: :func:`run_stages` with a single call."""
+    return run_stages([StageCall(store, requests, parse, describe)], backend, chunk_size,
+                      label)[0]

@@ -233,3 +233,64 @@ def test_classifier_cannot_move_to_another_base(tmp_path, converted_crossner):
     with pytest.raises(ConfigError, match="classifier must share"):
         load_config(write_config(tmp_path, converted_crossner),
                     ["classifier_adapter.base_model=elsewhere"])
+
+
+def echo(request: Request, prompt: str) -> str:
+    """A deterministic non-oracle model whose answers depend on the prompt only: extractors name
+    the first two words of the sentence, the classifier calls every mention a person."""
+    if request.adapter in ("anchor", "explorer"):
+        words = prompt.rsplit("Sentence: ", 1)[-1].replace('"', " ").split()
+        sentence_words = [w for w in words if w.isalpha()][-6:]
+        return json.dumps({"person": sentence_words[:1], "location": sentence_words[1:2]})
+    if request.adapter == "classifier":
+        mentions = re.findall(r"<ENT>(.*?)</ENT>", prompt.split("Sentence: ", 1)[1])
+        return json.dumps([{m: "person"} for m in mentions])
+    return "person"
+
+
+def test_domains_share_one_request_stream_with_the_same_answers(tmp_path, converted_crossner):
+    """Two domains in one run: three generate calls in all (stage 1 = anchor + explorer of both
+    domains, then stage 2, then stage 3), and the same predictions as each domain alone."""
+    overrides = {"domains": ["music", "politics"], "limit": 5,
+                 "engine": {"backend": "fake", "chunk_size": 1000}}
+    joint = FakeBackend(echo)
+    run_pipeline(load_config(write_config(tmp_path, converted_crossner, **overrides)),
+                 backend=joint)
+    assert joint.calls == 3
+    for name in ("music", "politics"):
+        alone_dir = tmp_path / f"alone-{name}"
+        alone = load_config(write_config(tmp_path, converted_crossner, **overrides),
+                            [f"domains=[{name}]", f"output_dir={alone_dir}"])
+        run_pipeline(alone, backend=FakeBackend(echo))
+        assert (alone_dir / name / "predictions.jsonl").read_text() == (
+            tmp_path / "run" / name / "predictions.jsonl").read_text()
+        stats = json.loads((tmp_path / "run" / name / "stats.json").read_text())["stages"]
+        assert stats["stage1_explorer"]["requests"] == 5  # stats stay per domain
+
+
+def test_domain_limits_beat_the_global_limit(tmp_path, converted_crossner):
+    config = load_config(write_config(tmp_path, converted_crossner, domains=["music", "politics"]),
+                         ["domain_limits.politics=2"])
+    written = run_pipeline(config, backend=FakeBackend(echo))
+    assert len(load_predictions([written["music"]])) == 10  # the config's limit
+    assert len(load_predictions([written["politics"]])) == 2
+    with pytest.raises(ConfigError, match=r"domain_limits\.ai: ai is not among domains"):
+        load_config(write_config(tmp_path, converted_crossner), ["domain_limits.ai=3"])
+
+
+def test_extraction_settings_and_retrained_adapters_refuse_to_resume(tmp_path,
+                                                                      converted_crossner):
+    adapter = tmp_path / "anchor-lora"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
+    path = write_config(tmp_path, converted_crossner)
+    run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}"]),
+                 backend=FakeBackend(echo))
+    with pytest.raises(ConfigError, match=r"other settings .*extraction"):
+        run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}",
+                                        "extraction.constrain_to_spans=true"]),
+                     backend=FakeBackend(echo))
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2, retrained in place")
+    with pytest.raises(ConfigError, match=r"other settings .*adapter_weights_sha256"):
+        run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}"]),
+                     backend=FakeBackend(echo))

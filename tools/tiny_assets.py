@@ -1,6 +1,7 @@
 """Model + adapters for CPU runs of the whole method (``make tiny``, ``make demo``; .venv/train).
 
-    python -m tools.tiny_assets [--profile tiny|demo] [--root .] [--steps N] [--force]
+    python -m tools.tiny_assets [--profile tiny|demo] [--root .] [--model DIR] [--steps N]
+        [--force]
 
 Profiles: ``tiny`` = a tiny random Llama for tests (seconds per adapter); ``demo`` = the small
 real model of the demo (Qwen2.5-Coder-0.5B-Instruct from PyPI GGUF wheels, :mod:`tools.small_model`,
@@ -20,17 +21,20 @@ models are not paper numbers (the tiny model's are noise).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError
+from data_prep.io import ProjectError, write_text_atomic
 from data_prep.register import register, write_alpaca
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +49,8 @@ class Profile:
     model_dir: str
     steps: int
     make_model: Callable[[Path], object]
+    # the maker checks an existing model itself (cheaply) and rebuilds it when stale
+    self_checking: bool = False
 
 
 def _tiny_model(out: Path) -> object:
@@ -61,7 +67,7 @@ def _small_model(out: Path) -> object:
 
 PROFILES = {
     "tiny": Profile("models/tiny-llama", 30, _tiny_model),
-    "demo": Profile("models/qwen2.5-coder-0.5b", 12, _small_model),
+    "demo": Profile("models/qwen2.5-coder-0.5b", 12, _small_model, self_checking=True),
 }
 
 
@@ -90,6 +96,29 @@ def build_train_data(out: Path, pile_ner_file: Path = PILE_NER_SAMPLE,
     return out
 
 
+STAMP = "samner_train.json"  # what an adapter was trained from: a change retrains it
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def train_stamp(role: str, model: Path, steps: int, profile: str) -> dict[str, object]:
+    """The recipe, the base model's identity (its config and, for converted models, its
+    source record) and the step count: what decides an adapter's weights here."""
+    recipe = REPO / "recipes" / "train" / f"{role}-{profile}-cpu.yaml"
+    return {"recipe": recipe.name, "recipe_sha256": _sha256(recipe),
+            "model_config_sha256": _sha256(model / "config.json"),
+            "model_source_sha256": _sha256(model / "samner_source.json"), "steps": steps}
+
+
+def is_trained(out: Path, stamp: dict[str, object]) -> bool:
+    try:
+        return json.loads((out / STAMP).read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
 def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: int,
                   profile: str = "tiny") -> float:
     """Train one adapter with ``tools.train``; returns wall seconds, log beside ``out``."""
@@ -98,25 +127,56 @@ def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: i
     command = [sys.executable, "-m", "tools.train", f"recipes/train/{role}-{profile}-cpu.yaml",
                f"model_name_or_path={model}", f"dataset_dir={dataset_dir}",
                f"output_dir={out}", f"max_steps={steps}"]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
-    seconds = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / f"train-{role}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-    if done.returncode != 0:
-        raise ProjectError(f"training the {profile} {role} adapter failed ({done.returncode}); "
-                           f"log: {out.parent / f'train-{role}.log'}\n{done.stderr[-2000:]}")
+    log = out.parent / f"train-{role}.log"
+    start = time.perf_counter()
+    returncode, tail = _run_with_progress(command, env, log, steps, f"[{profile}] {role}")
+    seconds = time.perf_counter() - start
+    if returncode != 0:
+        raise ProjectError(f"training the {profile} {role} adapter failed ({returncode}); "
+                           f"log: {log}\n{tail}")
+    write_text_atomic(out / STAMP, json.dumps(train_stamp(role, model, steps, profile)))
     return seconds
 
 
+def _run_with_progress(command: list[str], env: dict[str, str], log: Path, steps: int,
+                       label: str) -> tuple[int, str]:
+    """Run LlamaFactory with its output going to ``log`` and a step bar (with the loss) on the
+    console, fed by the loss lines it logs every step; returns the exit code and the log tail."""
+    from tqdm import tqdm
+
+    lines: deque[str] = deque(maxlen=40)
+    with open(log, "w", encoding="utf-8") as sink, \
+            tqdm(total=steps, desc=label, unit="step", leave=True) as bar:
+        process = subprocess.Popen(command, cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"},
+                                   text=True, bufsize=1,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        for line in process.stdout:
+            sink.write(line)
+            lines.append(line)
+            match = LOSS_LINE.search(line)
+            if match and bar.n < steps:
+                bar.update(1)
+                bar.set_postfix(loss=match.group(1))
+        returncode = process.wait()
+    return returncode, "".join(lines)[-2000:]
+
+
+LOSS_LINE = re.compile(r"\{'loss': '?([0-9.]+)")
+
+
 def build(root: Path = REPO, steps: int | None = None, force: bool = False,
-          roles: tuple[str, ...] = ROLES, profile: str = "tiny") -> dict[str, Path]:
-    """Everything the profile's CPU config needs under ``root``; returns the adapter dirs."""
+          roles: tuple[str, ...] = ROLES, profile: str = "tiny",
+          model: Path | None = None) -> dict[str, Path]:
+    """Everything the profile's CPU config needs under ``root`` (the model under ``model``
+    when given, e.g. a shared cache); returns the adapter dirs. Adapters are retrained when
+    their recipe, base model or step count changed."""
     spec = PROFILES[profile]
     steps = steps or spec.steps
-    model = root / spec.model_dir
+    model = model or root / spec.model_dir
     data = root / "data" / "train-tiny"
-    if force or not (model / "config.json").is_file():
+    if force or spec.self_checking or not (model / "config.json").is_file():
         start = time.perf_counter()
         spec.make_model(model)
         print(f"[{profile}] model -> {model} ({time.perf_counter() - start:.1f} s)", flush=True)
@@ -125,7 +185,8 @@ def build(root: Path = REPO, steps: int | None = None, force: bool = False,
     adapters = {}
     for role in roles:
         out = root / "saves" / profile / "lora" / role
-        if force or not (out / "adapter_config.json").is_file():
+        stamp = train_stamp(role, model, steps, profile)
+        if force or not (out / "adapter_config.json").is_file() or not is_trained(out, stamp):
             seconds = train_adapter(role, model, data, out, steps, profile)
             print(f"[{profile}] {role} adapter -> {out} ({seconds:.1f} s, {steps} steps)",
                   flush=True)
@@ -137,12 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     parser.add_argument("--root", type=Path, default=REPO)
+    parser.add_argument("--model", type=Path, help="base model dir (default: <root>/<profile's>)")
     parser.add_argument("--steps", type=int, help="training steps per adapter (profile default)")
     parser.add_argument("--force", action="store_true", help="rebuild what exists")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        adapters = build(args.root, args.steps, args.force, profile=args.profile)
+        adapters = build(args.root, args.steps, args.force, profile=args.profile,
+                         model=args.model)
         print(f"[{args.profile}] ready: " + ", ".join(f"{r}={p}" for r, p in adapters.items()))
 
     return run(body)
