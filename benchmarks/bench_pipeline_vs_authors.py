@@ -45,6 +45,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tools.offline_env import offline_env
+
 REPO = Path(__file__).resolve().parents[1]
 AUTHORS_SAMPLING = {"temperature": 0.01, "top_p": 0.1, "repetition_penalty": 1.1}
 # LlamaFactory's requirements/metrics.txt, pinned (+ the two modules they import undeclared).
@@ -197,8 +199,7 @@ def run_authors(args: argparse.Namespace, config, ours: Path, out: Path,
     from data_prep.register import register, write_alpaca
 
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
-           "WANDB_DISABLED": "true"}
+    env = offline_env()
     if site:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     cli = str(args.venv / "train" / "bin" / "llamafactory-cli")

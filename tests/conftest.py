@@ -12,6 +12,7 @@ import pytest
 
 from data_prep import crossner
 from data_prep.mappings import CROSSNER_DOMAINS
+from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -59,7 +60,7 @@ def venv_python():
 
 def run_json(python: Path, script: str, timeout: int = 900) -> Any:
     """Run ``script`` with ``python`` from the repo root; its last stdout line is JSON."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
+    env = offline_env()
     done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=timeout)
     if done.returncode != 0:
@@ -192,7 +193,7 @@ def tiny_assets(venv_python, tmp_path_factory: pytest.TempPathFactory) -> Path:
     command = [str(venv_python("train")), "-m", "tools.tiny_assets", "--root", str(root),
                "--steps", str(TINY_TRAIN_STEPS)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=1800,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
+                          env=offline_env())
     (root / "tiny_assets.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
         pytest.fail(f"tools.tiny_assets failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -8,7 +8,6 @@ sentence got a prediction record, failures were counted, and data parallelism ch
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from data_prep.io import iter_jsonl
 from eval.score import load_gold, load_predictions, score
 from tests.conftest import REPO
+from tools.offline_env import offline_env
 
 pytestmark = pytest.mark.slow
 LIMIT = 12
@@ -29,8 +29,7 @@ def infer(venv_python, tiny_assets: Path, data_dir: Path, out: Path, *extra: str
                f"model={tiny_assets / 'models' / 'tiny-llama'}", f"data_dir={data_dir}",
                *(f"{role}_adapter.path={tiny_assets / 'saves' / 'tiny' / 'lora' / role}"
                  for role in ("anchor", "explorer", "classifier")), *extra]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
+    env = offline_env()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=1500)
     (out.parent / f"{out.name}.log").write_text(done.stdout + done.stderr, encoding="utf-8")

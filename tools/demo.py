@@ -28,6 +28,7 @@ from pathlib import Path
 
 from data_prep.cli import make_parser, run
 from data_prep.io import ProjectError
+from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "recipes/infer/demo-cpu.yaml"
@@ -43,7 +44,7 @@ def step(title: str, command: list[str], timings: list[tuple[str, float]]) -> No
     """Run one step with its output streaming through (progress bars included), timed."""
     print(f"\n=== {title}", flush=True)
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env = offline_env(cpu=False)  # a GPU box's vllm build needs its GPU even for the demo
     done = subprocess.run(command, cwd=REPO, env=env)
     seconds = time.perf_counter() - start
     timings.append((title, seconds))

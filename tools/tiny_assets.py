@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from data_prep.cli import make_parser, run
 from data_prep.io import ProjectError, write_text_atomic
 from data_prep.register import register, write_alpaca
+from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data_prep" / "samples"
@@ -122,8 +122,7 @@ def is_trained(out: Path, stamp: dict[str, object]) -> bool:
 def train_adapter(role: str, model: Path, dataset_dir: Path, out: Path, steps: int,
                   profile: str = "tiny") -> float:
     """Train one adapter with ``tools.train``; returns wall seconds, log beside ``out``."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1",
-           "WANDB_DISABLED": "true", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+    env = offline_env()
     command = [sys.executable, "-m", "tools.train", f"recipes/train/{role}-{profile}-cpu.yaml",
                f"model_name_or_path={model}", f"dataset_dir={dataset_dir}",
                f"output_dir={out}", f"max_steps={steps}"]
