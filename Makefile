@@ -23,9 +23,9 @@ IEPILE      ?=
 MODEL       ?=
 TRAIN_DATA_ARGS ?=
 # make demo: CrossNER domains added when CROSSNER_DIR is set, their sentence limit, training
-# steps per demo adapter (empty = the demo profile's 12), where demo data + adapters go
+# steps per demo adapter (empty = the demo profile's 6), where demo data + adapters go
 DEMO_CROSSNER       ?= music
-DEMO_CROSSNER_LIMIT ?= 20
+DEMO_CROSSNER_LIMIT ?= 10
 DEMO_STEPS          ?=
 DEMO_ROOT           ?=
 

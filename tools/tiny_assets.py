@@ -67,7 +67,7 @@ def _small_model(out: Path) -> object:
 
 PROFILES = {
     "tiny": Profile("models/tiny-llama", 30, _tiny_model),
-    "demo": Profile("models/qwen2.5-coder-0.5b", 12, _small_model, self_checking=True),
+    "demo": Profile("models/qwen2.5-coder-0.5b", 6, _small_model, self_checking=True),
 }
 
 
