@@ -9,6 +9,7 @@ caching work across sentences and adapters.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -140,7 +141,9 @@ class VLLMBackend:
         if adapters and engine.cpu_grouped_lora and not on_gpu():
             from eval import cpu_lora
 
-            cpu_lora.install()
+            if not cpu_lora.install():
+                print("warning: this vLLM has no CPU torch LoRA ops to replace; LoRA prefill "
+                      "stays on vLLM's per-token path (slow on CPU)", file=sys.stderr)
         if adapters:
             kwargs.update(enable_lora=True, max_loras=len(adapters),
                           max_lora_rank=supported_lora_rank(max(ranks.values())))
