@@ -57,9 +57,10 @@ class AnchorConfig:
 class ExtractionConfig:
     # Constrain stage-1 answers with a JSON schema whose mentions must be word n-grams of the
     # sentence (vLLM structured outputs). Off for the paper setup (the adapters answer freely);
-    # on, a weak model can only answer well-formed JSON of real spans.
+    # on, a weak model can only answer well-formed JSON of real spans (runs of consecutive
+    # words, at most max_span_words long; None = any length, the cheapest grammar to compile).
     constrain_to_spans: bool = False
-    max_span_words: int = 8
+    max_span_words: int | None = None
     max_mentions_per_type: int = 8
 
 
@@ -280,7 +281,9 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
     if config.anchor.max_types_per_query < 1:
         problems.append("anchor.max_types_per_query must be >= 1")
-    if config.extraction.max_span_words < 1 or config.extraction.max_mentions_per_type < 1:
+    extraction = config.extraction
+    if (extraction.max_span_words is not None and extraction.max_span_words < 1) \
+            or extraction.max_mentions_per_type < 1:
         problems.append("extraction: max_span_words and max_mentions_per_type must be >= 1")
     if config.engine.single_process and config.engine.tensor_parallel_size > 1:
         problems.append("engine.single_process needs tensor_parallel_size 1")

@@ -58,11 +58,12 @@ def venv_python():
     return get
 
 
-def run_json(python: Path, script: str, timeout: int = 900) -> Any:
-    """Run ``script`` with ``python`` from the repo root; its last stdout line is JSON."""
+def run_json(python: Path, script: str, timeout: int = 900, stdin: str | None = None) -> Any:
+    """Run ``script`` with ``python`` from the repo root (``stdin`` fed to it); its last stdout
+    line is JSON."""
     env = offline_env()
     done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=timeout)
+                          env=env, timeout=timeout, input=stdin)
     if done.returncode != 0:
         pytest.fail(f"subprocess failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
