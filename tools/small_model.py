@@ -321,6 +321,32 @@ def gguf_special_tokens(gguf_path: Path) -> dict[str, str]:
     return found
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Within the block, every ``gguf.GGUFReader(path)`` of one path is the same reader.
+
+    transformers opens the GGUF anew for the tokenizer's config, the tokenizer, the model's
+    config and the weights, and gguf-py parses a 151k-token vocabulary element by element: five
+    parses of ~20 s each on our CPU. The reader only reads (a memory map), so sharing is safe.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared_reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+        key = (os.path.realpath(path), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def convert_gguf(gguf_path: Path, out: Path, source: dict[str, Any] | None = None,
                  chat_format: str = "gguf") -> dict[str, float]:
     """A float32 Hugging Face checkpoint in ``out`` from a verified GGUF file; returns timings.
@@ -328,6 +354,12 @@ def convert_gguf(gguf_path: Path, out: Path, source: dict[str, Any] | None = Non
     Written to a temporary dir beside ``out`` and renamed into place, so ``out`` is either a
     complete checkpoint (with ``samner_source.json``) or untouched.
     """
+    with _gguf_parsed_once():
+        return _convert_gguf(gguf_path, out, source, chat_format)
+
+
+def _convert_gguf(gguf_path: Path, out: Path, source: dict[str, Any] | None,
+                  chat_format: str) -> dict[str, float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
