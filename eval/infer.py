@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,18 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
     for name, sentences in work.items():
         written[name] = out / name / "predictions.jsonl"
         print(f"{name}: {len(sentences)} sentences -> {written[name]}")
-    engine_stats = backend.stats()
-    write_text_atomic(out / "engine_stats.json", json.dumps(engine_stats, indent=2))
+    record_engine_stats(out, backend.stats())
     return written
+
+
+def record_engine_stats(out: Path, stats: dict[str, Any]) -> None:
+    """``engine_stats.json`` = this invocation's engine; ``engine_stats_history.jsonl`` keeps
+    every invocation's, so a resumed or no-op re-run does not erase the first run's figures."""
+    stamped = {"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **stats}
+    history = out / "engine_stats_history.jsonl"
+    previous = [r for _, r in iter_jsonl(history)] if history.exists() else []
+    write_jsonl(history, [*previous, stamped])
+    write_text_atomic(out / "engine_stats.json", json.dumps(stats, indent=2))
 
 
 def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:

@@ -161,6 +161,12 @@ def test_resume_never_recomputes_and_gives_identical_predictions(tmp_path, conve
     idle = FakeBackend(oracle(gold))
     run_pipeline(load_config(path), backend=idle)
     assert idle.requests == 0
+    # engine_stats.json is the last invocation's; the history keeps all three
+    last = json.loads((tmp_path / "run" / "engine_stats.json").read_text())
+    assert last["requests"] == 0
+    history = [r for _, r in iter_jsonl(tmp_path / "run" / "engine_stats_history.jsonl")]
+    assert [r["requests"] for r in history] == [full.requests, again.requests, 0]
+    assert all(r["finished_at"] for r in history)
 
 
 def test_changed_settings_refuse_to_resume(tmp_path, converted_crossner):
