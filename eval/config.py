@@ -97,6 +97,10 @@ class EngineConfig:
     max_model_len: int = 4096
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
+    # KV-cache block size = the granularity of prefix-cache reuse. vLLM's CPU default of 128
+    # re-prefills up to 127 tokens of every shared prompt head; 32 took the demo's hit rate from
+    # 73% to 80% and its inference from 458 s to 372 s. None = vLLM's default (16 on GPU).
+    block_size: int | None = None
     max_num_seqs: int = 256
     cpu_kv_cache_gb: int = 4  # VLLM_CPU_KVCACHE_SPACE on CPU machines
     # Cores vLLM keeps away from its CPU worker (VLLM_CPU_NUM_OF_RESERVED_CPU); vLLM reserves
@@ -287,6 +291,10 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append("extraction: max_span_words and max_mentions_per_type must be >= 1")
     if config.engine.single_process and config.engine.tensor_parallel_size > 1:
         problems.append("engine.single_process needs tensor_parallel_size 1")
+    block = config.engine.block_size
+    if block is not None and (block < 16 or block % 16):  # what vLLM's attention kernels take
+        problems.append(f"engine.block_size: {block} is not a positive multiple of 16 "
+                        "(or null for vLLM's default)")
     if config.engine.chunk_size < 1:
         problems.append("engine.chunk_size must be >= 1")
     if config.limit is not None and config.limit < 1:

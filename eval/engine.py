@@ -134,6 +134,8 @@ class VLLMBackend:
             "enable_prefix_caching": engine.enable_prefix_caching,
             "disable_log_stats": False,  # keeps the counters that get_metrics() reports
         }
+        if engine.block_size is not None:
+            kwargs["block_size"] = engine.block_size
         if on_gpu():
             kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
         if engine.single_process:
@@ -197,6 +199,10 @@ class VLLMBackend:
         stats: dict[str, Any] = {"backend": "vllm", "generate_calls": self.calls}
         if self.llm is None:
             return stats
+        vllm_config = getattr(getattr(self.llm, "llm_engine", None), "vllm_config", None)
+        cache = getattr(vllm_config, "cache_config", None)
+        if cache is not None:
+            stats["block_size"] = cache.block_size
         try:
             metrics = {m.name: m for m in self.llm.get_metrics()}
         except Exception:  # metrics are best-effort; an engine without them still ran fine

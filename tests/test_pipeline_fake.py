@@ -184,6 +184,8 @@ def test_changed_settings_refuse_to_resume(tmp_path, converted_crossner):
     ("domains=[jazz]", "unknown domain 'jazz'"),
     ("limit=zero", "limit: expected a number"),
     ("classifier_adapter.enabled=false", "stage 2 cannot be disabled"),
+    ("engine.block_size=24", "engine.block_size: 24 is not a positive multiple of 16"),
+    ("extraction.max_span_words=0", "max_span_words and max_mentions_per_type must be >= 1"),
 ])
 def test_config_errors_before_any_model(tmp_path, converted_crossner, override, message):
     with pytest.raises(ConfigError, match=message):

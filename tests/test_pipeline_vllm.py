@@ -78,6 +78,7 @@ def test_three_stages_run_through_vllm_and_score(dp1_run, converted_crossner):
     assert 0.0 <= report.domains["music"].total.f1 <= 1.0
     engine = json.loads((dp1_run / "engine_stats.json").read_text())
     assert engine["backend"] == "vllm" and 0 < engine["prefix_cache_hit_rate"] <= 1
+    assert engine["block_size"] == 32  # engine.block_size of tiny-cpu.yaml reached vLLM
 
 
 def test_rerun_generates_nothing(venv_python, tiny_assets, converted_crossner, dp1_run):
