@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eval.config import load_config
+from eval.config import ExtractionConfig, InferenceConfig
 from eval.discovery import span_grammar
 from tests.conftest import run_json
 
@@ -44,33 +44,32 @@ print(json.dumps(out))
 """
 
 
-def grammar(*overrides: str) -> str:
-    config = load_config("recipes/infer/tiny-cpu.yaml",
-                         ["extraction.constrain_to_spans=true",
-                          "extraction.max_mentions_per_type=2", *overrides])
-    result = span_grammar(TYPES, TEXT, config)
+def config(constrain: bool = True, max_span_words: int | None = None) -> InferenceConfig:
+    return InferenceConfig(extraction=ExtractionConfig(
+        constrain_to_spans=constrain, max_span_words=max_span_words, max_mentions_per_type=2))
+
+
+def grammar(max_span_words: int | None = None, text: str = TEXT) -> str:
+    result = span_grammar(TYPES, text, config(max_span_words=max_span_words))
     assert result is not None
     return result
 
 
 def test_no_grammar_when_unconstrained():
-    config = load_config("recipes/infer/tiny-cpu.yaml", ["extraction.constrain_to_spans=false"])
-    assert span_grammar(TYPES, TEXT, config) is None
+    assert span_grammar(TYPES, TEXT, config(constrain=False)) is None
 
 
 def test_unbounded_grammar_is_linear_in_sentence_length():
     words = len(TEXT.split())
     rules = [line for line in grammar().splitlines() if line.startswith("w")]
     assert len(rules) == words
-    assert len([r for r in grammar("extraction.max_span_words=2").splitlines()
+    assert len([r for r in grammar(2).splitlines()
                 if r.startswith("w")]) == 2 * words - 1  # last word can only end a run
 
 
 @pytest.mark.slow
 def test_xgrammar_accepts_exactly_the_sentence_spans(venv_python):
-    grammars = {"unbounded": grammar(), "two words": grammar("extraction.max_span_words=2"),
-                "empty sentence": span_grammar(TYPES, "", load_config(
-                    "recipes/infer/tiny-cpu.yaml", ["extraction.constrain_to_spans=true"]))}
+    grammars = {"unbounded": grammar(), "two words": grammar(2), "empty sentence": grammar(text="")}
     answers = [answer for answer, _, _ in CASES]
     result = run_json(venv_python("infer"), SCRIPT, stdin=json.dumps([grammars, answers]))
     assert result["unbounded"] == [want for _, want, _ in CASES]
