@@ -120,7 +120,7 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
     domain, archetypes = load_domain(domain_name), load_archetypes()
     sentences = load_sentences(domain.sentences_path(config.data_dir))[: config.limit]
     types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
-    chunks = discovery.type_chunks(types, config.anchor.max_types_per_query)
+    chunks = discovery.type_chunks(types, config.anchor.split_num)
     mediated = read_jsonl(ours / domain_name / "stage2_archetypes.jsonl")
     text = {s.id: s.text for s in sentences}
     preamble = calibration.domain_preamble(domain)

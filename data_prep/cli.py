@@ -21,3 +21,7 @@ def run(body: Callable[[], int | None]) -> int:
     except (ProjectError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # read-only OUT, a file where a folder should be, a full disk...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2

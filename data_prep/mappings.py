@@ -138,6 +138,9 @@ class Label:
     tag: str  # the raw label as it appears in the data, e.g. "programlang"
     name: str  # natural-language name shown to models, e.g. "programming language"
     definition: str
+    # The type name the stage-1 extractors are asked for, when it should differ from ``name``
+    # (e.g. a training set's spelling, "organization" for our "organisation"); "" = ``name``.
+    extract_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
             tag=str(tag),
             name=_text(body.get("name", tag), f"{path}: labels.{tag}.name"),
             definition=_text(body.get("definition"), f"{path}: labels.{tag}.definition"),
+            extract_as=(_text(body["extract_as"], f"{path}: labels.{tag}.extract_as")
+                        if body.get("extract_as") is not None else ""),
         )
     more_specific: dict[str, tuple[str, ...]] = {}
     for tag, general in (data.get("more_specific") or {}).items():

@@ -48,6 +48,12 @@ def calibration_content(preamble: str, sentence: str, mention: str, archetype: s
             f"Archetype: {archetype} ({archetype_definition})\nType:")
 
 
+def request_key(sentence_id: str, mention: str) -> str:
+    """A calibration answer belongs to its mention (never to a position in a list that may
+    change when discovery does)."""
+    return f"{sentence_id}#{mention}"
+
+
 def calibration_requests(items: Sequence[tuple[str, str, Sequence[tuple[str, str]]]],
                          domain: Domain, archetype_definitions: Mapping[str, str],
                          config: InferenceConfig, tokenizer) -> list[Request]:
@@ -56,11 +62,12 @@ def calibration_requests(items: Sequence[tuple[str, str, Sequence[tuple[str, str
     names = tuple(label.name for label in domain.labels.values())
     requests = []
     for sid, text, pairs in items:
-        for k, (mention, archetype) in enumerate(pairs):
+        for mention, archetype in pairs:
             content = calibration_content(preamble, text, mention, archetype,
                                           archetype_definitions.get(archetype, ""))
             requests.append(Request(
-                f"{sid}#{k}", prompt_token_ids(tokenizer, config.calibrator_template, content),
+                request_key(sid, mention),
+                prompt_token_ids(tokenizer, config.calibrator_template, content),
                 None, config.sampling.max_tokens_calibrate, choices=names))
     return requests
 

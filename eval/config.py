@@ -24,6 +24,9 @@ from data_prep.mappings import MappingError, load_domain
 
 CCR_RULES = ("authors", "none", "all")
 CALIBRATION_MODES = ("per_mention",)
+# What the extractors are asked for: each label's extractor name (``extract_as``, else its
+# ``name``; the default) or the raw data tags such as "musicalartist" (the authors' code).
+TYPE_NAMES = ("label", "raw_tag")
 
 
 class ConfigError(ProjectError):
@@ -36,6 +39,7 @@ class AdapterConfig:
     template: str = "llama3"  # the LlamaFactory template the adapter was trained with
     enabled: bool = True
     hub_id: str = ""  # where `make models` downloads it from when path is missing
+    revision: str = ""  # the hub_id commit `make models` fetches (required to download)
     # The adapter's own base model when it differs from `model` (the Qwen setup keeps the
     # Llama3 IEPile anchor): that stage then runs first on a separate engine of its base.
     base_model: str = ""
@@ -50,7 +54,9 @@ class AnchorConfig:
         "schema definition from the input. Return an empty list if the entity type does not "
         "exist. Please respond in the format of a JSON string."
     )
-    max_types_per_query: int = 6
+    # IEPile's NER schema split (split_num): chunks of 6 types, a remainder of fewer than 3
+    # joins the last chunk; null = the whole type list in one query (the authors' code).
+    split_num: int | None = 6
 
 
 @dataclass
@@ -62,6 +68,7 @@ class ExtractionConfig:
     constrain_to_spans: bool = False
     max_span_words: int | None = None
     max_mentions_per_type: int = 8
+    type_names: str = "label"  # see TYPE_NAMES
 
 
 @dataclass
@@ -120,6 +127,7 @@ class EngineConfig:
 @dataclass
 class InferenceConfig:
     model: str = ""
+    model_revision: str = ""  # the Hub commit of `model` (a local dir has none)
     calibrator_template: str = "llama3"
     anchor_adapter: AdapterConfig = field(default_factory=AdapterConfig)
     explorer_adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -146,6 +154,12 @@ class InferenceConfig:
                  "classifier": self.classifier_adapter}
         return {role: a for role, a in roles.items()
                 if a.enabled and (a.base_model or self.model) == base}
+
+    def adapters_by_role(self) -> dict[str, AdapterConfig]:
+        """Every enabled adapter by role, whatever its base model."""
+        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
+                 "classifier": self.classifier_adapter}
+        return {role: a for role, a in roles.items() if a.enabled}
 
     def foreign_bases(self) -> dict[str, str]:
         """Roles whose adapter needs an engine of another base model: role -> base model."""
@@ -253,6 +267,30 @@ def adapter_rank(path: str | os.PathLike[str]) -> int:
         raise ConfigError(f"{config_file}: cannot read the LoRA rank ({exc})") from None
 
 
+def _engine_and_sampling_problems(config: InferenceConfig) -> list[str]:
+    """Values vLLM would reject only after the model loaded (or deep inside, with a traceback)."""
+    problems = []
+    sampling, engine = config.sampling, config.engine
+    for name in ("max_tokens_extract", "max_tokens_classify", "max_tokens_calibrate"):
+        if getattr(sampling, name) < 1:
+            problems.append(f"sampling.{name} must be >= 1, got {getattr(sampling, name)}")
+    if sampling.temperature < 0:
+        problems.append(f"sampling.temperature must be >= 0, got {sampling.temperature}")
+    if not 0 < sampling.top_p <= 1:
+        problems.append(f"sampling.top_p must be in (0, 1], got {sampling.top_p}")
+    if sampling.repetition_penalty <= 0:
+        problems.append("sampling.repetition_penalty must be > 0, got "
+                        f"{sampling.repetition_penalty}")
+    for name in ("tensor_parallel_size", "data_parallel_size", "max_model_len", "max_num_seqs",
+                 "cpu_kv_cache_gb"):
+        if getattr(engine, name) < 1:
+            problems.append(f"engine.{name} must be >= 1, got {getattr(engine, name)}")
+    if not 0 < engine.gpu_memory_utilization <= 1:
+        problems.append("engine.gpu_memory_utilization must be in (0, 1], got "
+                        f"{engine.gpu_memory_utilization}")
+    return problems
+
+
 def validate(config: InferenceConfig, check_paths: bool = True) -> None:
     from eval.templates import TEMPLATES
 
@@ -283,8 +321,12 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         problems.append(f"ccr.rule: unknown {config.ccr.rule!r} (known: {CCR_RULES})")
     if config.calibration.mode not in CALIBRATION_MODES:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
-    if config.anchor.max_types_per_query < 1:
-        problems.append("anchor.max_types_per_query must be >= 1")
+    if config.anchor.split_num is not None and config.anchor.split_num < 1:
+        problems.append("anchor.split_num must be >= 1 or null (no split)")
+    if config.extraction.type_names not in TYPE_NAMES:
+        problems.append(f"extraction.type_names: unknown {config.extraction.type_names!r} "
+                        f"(known: {TYPE_NAMES})")
+    problems += _engine_and_sampling_problems(config)
     extraction = config.extraction
     if (extraction.max_span_words is not None and extraction.max_span_words < 1) \
             or extraction.max_mentions_per_type < 1:
@@ -309,5 +351,9 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
             load_domain(name)
         except MappingError as exc:
             problems.append(f"domains: {exc}")
+    if config.engine.backend != "fake":  # GPUs, DP x TP, attention heads: eval/placement.py
+        from eval.placement import placement_problems, visible_gpu_ids
+
+        problems += placement_problems(config, visible_gpu_ids())
     if problems:
         raise ConfigError("invalid inference config:\n  " + "\n  ".join(problems))

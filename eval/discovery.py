@@ -1,15 +1,17 @@
 """Stage 1, entity discovery: anchor and explorer extractors, then CCR denoising.
 
 * anchor (precision): the public IEPile LoRA, asked in IEPile's own NER format - a JSON string
-  ``{"instruction", "schema", "input"}`` - with at most ``max_types_per_query`` types per query,
-  as IEPile was trained; the chunks' answers are merged.
+  ``{"instruction", "schema", "input"}`` - with the schema split as IEPile splits it
+  (:func:`type_chunks`); the chunks' answers are merged.
 * explorer (recall): our Pile-NER LoRA, asked with the prompt it was trained on
   (:func:`eval.prompts.explorer_prompt`).
 * CCR: the explorer over-generates generic one-word nouns; under the authors' rule a one-token
   explorer mention is kept only if the anchor found the same string (any type).
 
-The result per sentence is a de-duplicated list of mention strings; mentions that do not occur
-in the sentence (as a whole word) are dropped and counted.
+Stage 1 is type-agnostic: a mention the model files under a key outside the schema is still a
+mention (kept, and counted as ``off_schema_mentions``). The result per sentence is a de-duplicated
+list of mention strings; mentions that do not occur in the sentence (as a whole word) are dropped
+and counted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from data_prep.mappings import Domain
 from data_prep.records import Sentence
 from eval.config import InferenceConfig
 from eval.engine import Completion, Request
@@ -28,14 +31,35 @@ from eval.tagging import find_mention
 from eval.templates import get_template, prompt_token_ids, user_content
 
 
+def extractor_types(domain: Domain, config: InferenceConfig) -> list[str]:
+    """The type names both extractors are asked for: every label but misc (SPEC), as each
+    label's ``extract_as`` or ``name`` or, with ``extraction.type_names=raw_tag``, its raw tag."""
+    raw = config.extraction.type_names == "raw_tag"
+    return [tag if raw else (label.extract_as or label.name)
+            for tag, label in domain.labels.items() if tag != "misc"]
+
+
 def anchor_content(instruction: str, types: Sequence[str], text: str) -> str:
     """IEPile's NER query: the whole user turn is one JSON string."""
     return json.dumps({"instruction": instruction, "schema": list(types), "input": text},
                       ensure_ascii=False)
 
 
-def type_chunks(types: Sequence[str], size: int) -> list[list[str]]:
-    return [list(types[i:i + size]) for i in range(0, len(types), size)]
+def type_chunks(types: Sequence[str], size: int | None) -> list[list[str]]:
+    """IEPile's NER schema split (``multischema_split_by_num_test``): chunks of ``size`` types;
+    a remainder of at least ``max(1, size // 2)`` types is a chunk of its own, a shorter one joins
+    the last chunk (size 6: 13 types -> [6, 7], 8 -> [8], 9 -> [6, 3]). ``None`` = no split,
+    the whole list in one query (the authors' code)."""
+    types = list(types)
+    if size is None or len(types) < size:
+        return [types]
+    full = len(types) // size * size
+    chunks = [types[i:i + size] for i in range(0, full, size)]
+    if len(types) - full >= max(1, size // 2):
+        chunks.append(types[full:])
+    else:
+        chunks[-1].extend(types[full:])
+    return chunks
 
 
 def _literal(value: str) -> str:
@@ -96,7 +120,7 @@ def span_grammar(types: Sequence[str], text: str, config: InferenceConfig) -> st
 def anchor_requests(sentences: Sequence[Sentence], types: Sequence[str], config: InferenceConfig,
                     tokenizer) -> list[Request]:
     template = config.anchor_adapter.template
-    chunks = type_chunks(types, config.anchor.max_types_per_query)
+    chunks = type_chunks(types, config.anchor.split_num)
     return [
         Request(f"{s.id}#{k}", prompt_token_ids(
             tokenizer, template, anchor_content(config.anchor.instruction, chunk, s.text)),
@@ -125,7 +149,9 @@ def parse_extraction(types: Sequence[str]):
     def parse(request: Request, completion: Completion) -> tuple[dict, str]:
         by_type, status, unknown = parse_type_mentions(completion.text, types)
         mentions = list(dict.fromkeys(m for ms in by_type.values() for m in ms))
-        return {"mentions": mentions, "by_type": by_type, "unknown_types": unknown}, str(status)
+        off_schema = sum(len(by_type.get(key, ())) for key in unknown)
+        return {"mentions": mentions, "by_type": by_type, "unknown_types": unknown,
+                "off_schema_mentions": off_schema}, str(status)
 
     return parse
 

@@ -44,6 +44,10 @@ class Backend(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def identity(self) -> dict[str, Any]:
+        """The base model's weights by content (or hub id and revision)."""
+        ...
+
 
 class CharTokenizer:
     """A stand-in tokenizer for the fake backend: one id per character, no BOS."""
@@ -63,8 +67,12 @@ class FakeBackend:
 
     respond: Callable[[Request, str], str]
     tokenizer: Any = field(default_factory=CharTokenizer)
+    model_id: str = "fake"  # stands in for a weight digest: a test "swaps the checkpoint"
     calls: int = 0
     requests: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"fake": self.model_id}
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         self.calls += 1
@@ -113,6 +121,17 @@ class VLLMBackend:
         self.loras: dict[str, Any] = {}
         self.sampling = config.sampling
         self.calls = 0
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The base model by content digest (cached per file; see eval.identity)."""
+        from eval.identity import model_identity
+
+        if self._identity is None:
+            revision = getattr(self.config, "model_revision", "") \
+                if self.model == self.config.model else ""
+            self._identity = model_identity(self.model, revision)
+        return self._identity
 
     def _start(self) -> None:
         config, engine, model = self.config, self.config.engine, self.model

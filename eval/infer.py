@@ -3,15 +3,19 @@
     python -m eval.infer --config recipes/infer/llama3-8b.yaml [--domains music ai] [--limit 20]
         [--out runs/x] [--dp 2] [key=value ...]
 
-One engine serves every domain and stage. The run directory keeps the resolved config; running
-again into the same directory resumes (saved requests are never generated again), and a changed
-config that would make saved outputs stale is refused. ``--dp N`` starts N engine processes on
-disjoint shards of the sentences (one GPU each when GPUs are present) and merges their outputs.
+One engine serves every domain and stage. The run directory keeps the resolved config and what
+the run covered (``run.json``: domains, gold files, sentences). Running again into the same
+directory resumes: a saved answer is reused only for the identical request (same prompt ids,
+weights, decoding; see :mod:`eval.store`), anything that changed is generated again, and the run
+says how many answers it reused and regenerated. One run at a time holds a directory (a lock the
+OS releases when the process dies). ``--dp N`` starts N engine processes on disjoint shards of the
+sentences and merges their outputs. Every file of a run lives under its directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -23,14 +27,14 @@ from typing import Any
 import yaml
 
 from data_prep.cli import make_parser, run
-from data_prep.io import iter_jsonl, sha256_of, write_jsonl, write_text_atomic
-from data_prep.mappings import load_archetypes, load_domain
+from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
+from data_prep.mappings import Domain, load_archetypes, load_domain
 from data_prep.records import Sentence, load_sentences
 from eval.config import ConfigError, InferenceConfig, load_config
+from eval.prompts import PROMPT_VERSION
 
 STAGE_FILES = ("stage1_anchor", "stage1_explorer", "stage1_discovery", "stage2_classifier",
                "stage2_archetypes", "stage3_calibration", "predictions")
-# Settings that change what the model outputs: a saved run with other values would be stale.
 # The paper's ablations (Table 6), as config switches.
 ABLATIONS = {
     "no-anchor": ["anchor_adapter.enabled=false"],
@@ -38,52 +42,66 @@ ABLATIONS = {
     "no-ccr": ["ccr.rule=none"],
     "no-calibration": ["calibration.enabled=false"],
 }
-OUTPUT_KEYS = ("model", "calibrator_template", "anchor_adapter", "explorer_adapter",
-               "classifier_adapter", "anchor", "extraction", "ccr", "calibration", "sampling")
-
-
-def adapter_weights_sha256(config: InferenceConfig) -> dict[str, str | None]:
-    """The adapters' weights by content: an adapter retrained in place makes saved answers
-    stale even though its path is the same. (Hub adapters not yet fetched: None.)"""
-    digests: dict[str, str | None] = {}
-    for role in ("anchor", "explorer", "classifier"):
-        adapter = getattr(config, f"{role}_adapter")
-        weights = Path(adapter.path) / "adapter_model.safetensors" if adapter.path else None
-        enabled = adapter.enabled and weights is not None and weights.is_file()
-        digests[role] = sha256_of(weights) if enabled else None
-    return digests
-
-
-def fingerprint(config: InferenceConfig) -> dict[str, Any]:
-    data = config.to_dict()
-    return {k: data[k] for k in OUTPUT_KEYS} | {
-        "seed": config.engine.seed, "dtype": config.engine.dtype,
-        "adapter_weights_sha256": adapter_weights_sha256(config)}
-
-
-def prepare_run_dir(config: InferenceConfig) -> Path:
-    """Create the run dir or check that its saved config matches (resume safety)."""
-    out = Path(config.output_dir)
-    saved = out / "run.json"
-    current = fingerprint(config)
-    if saved.exists():
-        previous = json.loads(saved.read_text())
-        changed = sorted(k for k in current.keys() | previous.keys()
-                         if current.get(k) != previous.get(k))
-        if changed:
-            raise ConfigError(f"{out} holds a run made with other settings ({', '.join(changed)}); "
-                              "use a new output dir or delete it")
+def lock_run_dir(out: Path):
+    """Hold ``OUT/.lock`` for this process's lifetime; a second live run into OUT is refused.
+    ``flock`` dies with its process, so a crashed run never leaves the directory stuck."""
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(saved, json.dumps(current, indent=2))
+    handle = open(out / ".lock", "a+")  # noqa: SIM115 - kept open: the lock lives with it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"{out} is in use by a live run ({holder}); wait for it or use "
+                          "another OUT") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def run_domain_dirs(domains: dict[str, Domain]) -> dict[str, str]:
+    """Each domain's folder name under OUT: its own name, whatever path it was given by, so a
+    domain outside ``mappings/`` never gets run files written beside its definition."""
+    names: dict[str, str] = {}
+    for ref, domain in domains.items():
+        clash = [r for r, n in names.items() if n == domain.name]
+        if clash:
+            raise ConfigError(f"domains {clash[0]!r} and {ref!r} share the name "
+                              f"{domain.name!r}; give one of them another name")
+        names[ref] = domain.name
+    return names
+
+
+def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[Sentence]]]
+                    ) -> tuple[Path, Any]:
+    """Lock OUT and record what this run covers. Called only after every check that can fail
+    before a model loads, so a refused start leaves OUT as it was."""
+    out = Path(config.output_dir)
+    lock = lock_run_dir(out)
+    covered = {
+        domain.name: {"ref": ref, "gold": str(domain_gold(config, domain).resolve()),
+                      "sentences": len(sentences)}
+        for ref, (domain, sentences) in work.items()}
+    record = {"prompt_version": PROMPT_VERSION, "domains": covered,
+              "limit": config.limit, "domain_limits": config.domain_limits}
+    write_text_atomic(out / "run.json", json.dumps(record, indent=2))
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return out
+    return out, lock
 
 
-def domain_sentences(config: InferenceConfig, name: str, shard: tuple[int, int] | None = None
+def domain_gold(config: InferenceConfig, domain: Domain) -> Path:
+    return domain.sentences_path(config.data_dir)
+
+
+def domain_sentences(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None
                      ) -> list[Sentence]:
-    sentences = load_sentences(load_domain(name).sentences_path(config.data_dir))
-    limit = config.domain_limits.get(name, config.limit)
-    sentences = sentences[:limit] if limit else sentences
+    domain = load_domain(ref)
+    sentences = load_sentences(domain_gold(config, domain))
+    limit = config.domain_limits.get(ref, config.domain_limits.get(domain.name, config.limit))
+    sentences = sentences[:limit] if limit is not None else sentences
     if shard:
         index, count = shard
         sentences = sentences[index::count]
@@ -101,26 +119,33 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
     from eval.pipeline import DomainRun, run_domains
 
     make = make or make_backend
-    out = prepare_run_dir(config)
     archetypes = load_archetypes()
-    work = {name: domain_sentences(config, name, shard) for name in config.domains}  # fail early
-    for role, base in config.foreign_bases().items():
-        # An extractor on another base (the Llama3 IEPile anchor in the Qwen setup): its stage
-        # runs first on an engine of its own, which is then shut down; the main run below finds
-        # every one of its answers saved and generates nothing for it.
-        foreign = make(config, base)
-        run_domains([(DomainRun(config, load_domain(name), archetypes, foreign, out / name),
-                      sentences) for name, sentences in work.items()], only=role)
-        foreign.close()
-        del foreign
-    backend = backend or make(config, None)
-    run_domains([(DomainRun(config, load_domain(name), archetypes, backend, out / name),
-                  sentences) for name, sentences in work.items()])
-    written = {}
-    for name, sentences in work.items():
-        written[name] = out / name / "predictions.jsonl"
-        print(f"{name}: {len(sentences)} sentences -> {written[name]}")
-    record_engine_stats(out, backend.stats())
+    work = load_work(config, shard)  # fail early
+    dirs = run_domain_dirs({ref: domain for ref, (domain, _) in work.items()})
+    out, lock = prepare_run_dir(config, work)
+
+    def runs(backend) -> list:
+        return [(DomainRun(config, domain, archetypes, backend, out / dirs[ref]), sentences)
+                for ref, (domain, sentences) in work.items()]
+
+    try:
+        for role, base in config.foreign_bases().items():
+            # An extractor on another base (the Llama3 IEPile anchor in the Qwen setup): its
+            # stage runs first on an engine of its own, which is then shut down; the main run
+            # below finds every one of its answers saved and generates nothing for it.
+            foreign = make(config, base)
+            run_domains(runs(foreign), only=role)
+            foreign.close()
+            del foreign
+        backend = backend or make(config, None)
+        run_domains(runs(backend))
+        written = {}
+        for ref, (domain, sentences) in work.items():
+            written[domain.name] = out / dirs[ref] / "predictions.jsonl"
+            print(f"{domain.name}: {len(sentences)} sentences -> {written[domain.name]}")
+        record_engine_stats(out, backend.stats())
+    finally:
+        lock.close()
     return written
 
 
@@ -134,18 +159,29 @@ def record_engine_stats(out: Path, stats: dict[str, Any]) -> None:
     write_text_atomic(out / "engine_stats.json", json.dumps(stats, indent=2))
 
 
+def load_work(config: InferenceConfig, shard: tuple[int, int] | None = None
+              ) -> dict[str, tuple[Domain, list[Sentence]]]:
+    """Every configured domain and its sentences (this shard's), read before any model loads."""
+    return {ref: (load_domain(ref), domain_sentences(config, ref, shard))
+            for ref in config.domains}
+
+
 def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:
-    """Concatenate the shards' per-stage files in the original sentence order."""
+    """Concatenate the shards' per-stage files in the original sentence order (an answer saved
+    by several shards once)."""
     out = Path(config.output_dir)
-    for name in config.domains:
-        order = {s.id: i for i, s in enumerate(domain_sentences(config, name))}
+    for ref in config.domains:
+        name = load_domain(ref).name
+        order = {s.id: i for i, s in enumerate(domain_sentences(config, ref))}
         stats: list[dict[str, Any]] = []
         for stage in STAGE_FILES:
             files = [d / name / f"{stage}.jsonl" for d in shard_dirs]
             if not any(f.exists() for f in files):
                 continue
             records = [r for f in files if f.exists() for _, r in iter_jsonl(f)]
-            records.sort(key=lambda r: (order[r["id"]], r.get("key", "")))
+            if records and "hash" in records[0]:
+                records = list({r["hash"]: r for r in records}.values())
+            records.sort(key=lambda r: (order.get(r["id"], len(order)), r.get("key", "")))
             write_jsonl(out / name / f"{stage}.jsonl", records)
         for d in shard_dirs:
             stats.append(json.loads((d / name / "stats.json").read_text()))
@@ -160,25 +196,31 @@ def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:
 
 def run_data_parallel(config: InferenceConfig, config_path: str, overrides: list[str],
                       dp: int) -> None:
-    """Start ``dp`` shard processes (one GPU each if any), wait, then merge their outputs."""
-    from eval.engine import on_gpu
+    """Start ``dp`` shard processes, each on its TP GPUs taken in order from the visible set
+    (a mask already set is split, never overwritten; eval/placement.py), wait, then merge."""
+    from eval.placement import check_placement
 
-    prepare_run_dir(config)
+    shards = check_placement(config)  # refused before anything is written or started
+    work = load_work(config)
+    run_domain_dirs({ref: domain for ref, (domain, _) in work.items()})
+    _, lock = prepare_run_dir(config, work)
     shard_root = Path(config.output_dir) / "shards"
-    gpu = on_gpu()
     processes = []
-    for index in range(dp):
+    for index, gpus in enumerate(shards):
         env = dict(os.environ)
-        if gpu:
-            env["CUDA_VISIBLE_DEVICES"] = str(index)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         command = [sys.executable, "-m", "eval.infer", "--config", config_path, *overrides,
                    "engine.data_parallel_size=1", f"output_dir={shard_root / str(index)}",
                    "--shard", f"{index}/{dp}"]
         processes.append(subprocess.Popen(command, env=env))
-    failed = [i for i, p in enumerate(processes) if p.wait() != 0]
-    if failed:
-        raise ConfigError(f"data-parallel shard(s) {failed} failed; re-run to resume them")
-    merge_shards(config, [shard_root / str(i) for i in range(dp)])
+    try:
+        failed = [i for i, p in enumerate(processes) if p.wait() != 0]
+        if failed:
+            raise ConfigError(f"data-parallel shard(s) {failed} failed; re-run to resume them")
+        merge_shards(config, [shard_root / str(i) for i in range(dp)])
+    finally:
+        lock.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dp", type=int, default=None, help="data-parallel engine processes")
     parser.add_argument("--ablation", choices=sorted(ABLATIONS),
                         help="switch one component off (output dir gets a -<ablation> suffix)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (shards, GPUs, what is missing); start nothing")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # set by --dp for its children
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (dotted keys)")
     args = parser.parse_intermixed_args(argv)
@@ -198,14 +242,19 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides)
         if args.domains:
             overrides.append(f"domains={json.dumps(args.domains)}")
-        if args.limit:
+        if args.limit is not None:  # LIMIT=0 is an error, never "everything"
             overrides.append(f"limit={args.limit}")
         if args.out:
             overrides.append(f"output_dir={args.out}")
-        if args.dp:
+        if args.dp is not None:  # DP=0 is an error, never ignored
             overrides.append(f"engine.data_parallel_size={args.dp}")
         if args.ablation:
             overrides.extend(ABLATIONS[args.ablation])
+        if args.dry_run:  # eval/plan.py: checks and prints, writes nothing
+            from eval.plan import dry_run
+
+            dry_run(args.config, overrides, None if args.out else args.ablation)
+            return
         config = load_config(args.config, overrides)
         if args.ablation and not args.out:
             config.output_dir = f"{config.output_dir.rstrip('/')}-{args.ablation}"

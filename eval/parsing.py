@@ -12,7 +12,6 @@ often each failure happened instead of crashing or silently losing a sentence:
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Sequence
@@ -27,112 +26,235 @@ class Status(StrEnum):
     INVALID = "invalid"
 
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
-_OPENER = re.compile(r"[\[{]")
-_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+MAX_DEPTH = 200
+"""Deeper nesting is no NER answer: the parser gives up there instead of recursing."""
+
+# An opener that can start a value: "{" before a key or "}", "[" before a value or "]". Searching
+# for these in C skips prose brackets ("[1]", "{x}") without a Python-level scan each.
+_CANDIDATE = re.compile(r"\{\s*[\"'}]|\[\s*[\[\]{\"'\-0-9tfnTFN]")
+_SPACE = re.compile(r"\s*")
+# Unrolled-loop string patterns: each character has one way to match, so no backtracking blow-up.
+_DQ_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_SQ_STRING = re.compile(r"'[^'\\]*(?:\\.[^'\\]*)*'", re.DOTALL)
+_SQ_ESCAPE = re.compile(r"\\(.)|\"", re.DOTALL)
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LITERAL = re.compile(r"true|false|null|True|False|None")
+_LITERALS = {"true": True, "True": True, "false": False, "False": False,
+             "null": None, "None": None}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SCALAR_START = frozenset("\"'-0123456789tfnTFN")
+
+# What the scanner expects next.
+_VALUE, _KEY, _COLON, _NEXT = range(4)
 
 
-def _is_json(value: Any) -> bool:
-    """Python-literal parsing also yields sets and tuples; only JSON shapes are answers."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_is_json(v) for v in value)
-    return value is None or isinstance(value, str | int | float | bool)
+def _unfence(text: str) -> str:
+    """Drop a Markdown code fence; string operations, because a regex with ``\\s*`` before
+    an anchor backtracks quadratically on long runs of spaces."""
+    text = text.strip()
+    if text.startswith("```"):
+        i = 3
+        while i < len(text) and text[i].isascii() and text[i].isalpha():
+            i += 1
+        text = text[i:]
+    if text.endswith("```"):
+        text = text[:-3]
+    return text.strip()
 
 
-def _loads(text: str) -> Any:
-    """``json.loads``, then Python-literal syntax (single quotes), then without trailing commas."""
-    for candidate in (text, _TRAILING_COMMA.sub(r"\1", text)):
+def _sq_to_json(match: re.Match[str]) -> str:
+    """One escape of a single-quoted (Python-style) string, rewritten for a JSON string."""
+    if match.group(0) == '"':
+        return '\\"'
+    return "'" if match.group(1) == "'" else match.group(0)
+
+
+def _scalar(text: str, i: int) -> tuple[Any, int, bool] | None:
+    """The string, number or literal at ``text[i]``: (value, end, complete), or None if there
+    is none. A string without its closing quote, or a number that touches the end of the text,
+    may have been cut off: it is not complete."""
+    ch = text[i]
+    if ch not in _SCALAR_START:
+        return None
+    if ch in "\"'":
+        match = (_DQ_STRING if ch == '"' else _SQ_STRING).match(text, i)
+        if match is None:  # no closing quote: the answer stops inside this string
+            return None, len(text), False
+        body = match.group(0)
+        if ch == "'":
+            body = '"' + _SQ_ESCAPE.sub(_sq_to_json, body[1:-1]) + '"'
         try:
-            return json.loads(candidate)
-        except json.JSONDecodeError:
-            pass
+            return json.loads(body, strict=False), match.end(), True
+        except ValueError:  # a bad escape such as \q or \u12
+            return None
+    if match := _NUMBER.match(text, i):
         try:
-            value = ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            continue
-        if _is_json(value):
-            return value
-    raise ValueError("not JSON")
+            number = json.loads(match.group(0))
+        except ValueError:  # more digits than int() converts
+            return None
+        return number, match.end(), match.end() < len(text)
+    if match := _LITERAL.match(text, i):
+        return _LITERALS[match.group(0)], match.end(), True
+    return None
 
 
-def _scan(text: str) -> tuple[list[str], bool, int | None]:
-    """Walk ``text`` as JSON: the closers still owed at its end, whether it ends inside a
-    string, and the index just past the bracket that closes ``text[0]`` (None if none does)."""
-    owed: list[str] = []
-    in_string = escaped = False
-    end = None
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            owed.append("]" if ch == "[" else "}")
-        elif ch in "]}" and owed:
-            owed.pop()
-            if not owed and end is None:
-                end = i + 1
-    return owed, in_string, end
+_MISSING = object()
 
 
-def _close_truncated(text: str, max_tries: int = 200) -> Any:
-    """Recover an answer cut off at max_tokens: cut after the last complete item, close brackets.
+class _Frame:
+    """An open ``[`` or ``{``: the value built so far, the key its next value goes under,
+    whether it holds a complete item yet, and its first complete child of the wanted kind."""
 
-    Tries cut points from the end backwards (after a quote or a bracket), so the longest valid
-    prefix wins; raises ``ValueError`` when no prefix parses.
+    __slots__ = ("key", "kind_child", "filled", "value")
+
+    def __init__(self, value: dict | list) -> None:
+        self.value = value
+        self.key: str | None = None
+        self.filled = False
+        self.kind_child: dict | list | None = None
+
+    def put(self, item: Any) -> tuple[_Frame, Any]:
+        """Store ``item``; return what :func:`_take_back` needs to undo it."""
+        if isinstance(self.value, list):
+            self.value.append(item)
+            return self, _MISSING
+        previous = self.value.get(self.key, _MISSING)
+        self.value[self.key] = item
+        return self, previous
+
+
+def _add(frames: list[_Frame], item: Any, attached: bool) -> list[tuple[_Frame, Any]]:
+    """A complete item ends in the top frame: the cut point moves here. Open ancestors that held
+    nothing yet are attached to their parents now, so the root is always the closed prefix.
+    Returns the undo log, used when a syntax error follows the item at once."""
+    log = [frames[-1].put(item)] if not attached else []
+    for depth in range(len(frames) - 1, -1, -1):
+        frame = frames[depth]
+        if frame.filled:
+            break
+        frame.filled = True
+        log.append((frame, None))  # None marks "was not filled"
+        if depth:
+            log.append(frames[depth - 1].put(frame.value))
+    return log
+
+
+def _take_back(log: list[tuple[_Frame, Any]]) -> None:
+    """Undo an :func:`_add`, newest change first."""
+    for frame, previous in reversed(log):
+        if previous is None:
+            frame.filled = False
+        elif isinstance(frame.value, list):
+            frame.value.pop()
+        elif previous is _MISSING:
+            del frame.value[frame.key]
+        else:
+            frame.value[frame.key] = previous
+
+
+class _TooDeep(Exception):
+    """Nesting beyond :data:`MAX_DEPTH`: the whole answer is invalid."""
+
+
+def _scan_value(text: str, start: int, kind: type) -> tuple[Any, int]:
+    """Parse the bracketed value that opens at ``text[start]`` in one pass.
+
+    Returns (value of ``kind`` or None, where to look for the next candidate). A complete value
+    of the other kind is skipped whole. When the text ends first (cut at max_tokens), the answer
+    is cut after the last complete item and its brackets closed. A syntax error cuts it the same
+    way, but also drops an item that the error follows at once: in ``["The "Best" Album"]`` the
+    string ``"The "`` only looks complete. The outermost open value of ``kind`` holding an item
+    wins; else the first complete ``kind`` child of an open value of the other kind (what trying
+    every nested opener in order would find, without rescanning).
     """
-    cuts = [i + 1 for i, ch in enumerate(text) if ch in '"]}']
-    for cut in reversed(cuts[-max_tries:]):
-        head = text[:cut]
-        owed, in_string, _ = _scan(head)
-        if in_string:
-            continue
-        try:
-            return _loads(head.rstrip().rstrip(",:") + "".join(reversed(owed)))
-        except ValueError:
-            continue
-    raise ValueError("no parsable prefix")
+    frames: list[_Frame] = []
+    n = len(text)
+    i = start
+    expect = _VALUE
+    unconfirmed: list[tuple[_Frame, Any]] = []  # the last item, until "," or a closer follows
+    while True:
+        if i < n and text[i].isspace():
+            i = _SPACE.match(text, i).end()
+        if i >= n:
+            break
+        ch = text[i]
+        top = frames[-1] if frames else None
+        closer = "}" if top is not None and isinstance(top.value, dict) else "]"
+        if ch == closer and top is not None and (
+                expect == _NEXT or (expect == _VALUE and closer == "]")
+                or (expect == _KEY and closer == "}")):  # trailing commas are fine
+            frames.pop()
+            i += 1
+            if not frames:
+                return (top.value if isinstance(top.value, kind) else None), i
+            parent = frames[-1]
+            if parent.kind_child is None and isinstance(top.value, kind):
+                parent.kind_child = top.value
+            unconfirmed = _add(frames, top.value, attached=top.filled)
+            expect = _NEXT
+        elif expect == _NEXT and ch == ",":
+            i += 1
+            unconfirmed = []
+            expect = _KEY if isinstance(top.value, dict) else _VALUE
+        elif expect == _COLON and ch == ":":
+            i += 1
+            expect = _VALUE
+        elif expect == _VALUE and ch in "[{":
+            if len(frames) >= MAX_DEPTH:
+                raise _TooDeep
+            frames.append(_Frame({} if ch == "{" else []))
+            i += 1
+            expect = _KEY if ch == "{" else _VALUE
+        elif expect in (_VALUE, _KEY) and top is not None:
+            scalar = _scalar(text, i)
+            if scalar is None:
+                break
+            item, i, complete = scalar
+            if not complete:
+                break
+            if expect == _KEY:
+                if not isinstance(item, str):
+                    break
+                top.key = item
+                expect = _COLON
+            else:
+                unconfirmed = _add(frames, item, attached=False)
+                expect = _NEXT
+        else:
+            break
+    if i < n:  # a syntax error, not the end of the text
+        _take_back(unconfirmed)
+    for frame in frames:
+        if frame.filled and isinstance(frame.value, kind):
+            return frame.value, i
+        if frame.kind_child is not None:
+            return frame.kind_child, i
+    return None, i
 
 
 def parse_json(text: str | None, kind: type = dict) -> tuple[Any, Status]:
     """The first JSON value of ``kind`` (dict or list) in ``text``; ``(kind(), INVALID)``
-    when there is none."""
+    when there is none. Never raises, and runs in time linear in ``len(text)``: each candidate
+    opener is scanned once and the next search resumes where that scan stopped."""
     if text is None or not text.strip():
         return kind(), Status.EMPTY
-    stripped = _FENCE.sub("", text.strip())
+    stripped = _unfence(text)
     try:
         value = json.loads(stripped)
-        if isinstance(value, kind):
-            return value, Status.OK
-    except json.JSONDecodeError:
-        pass
+    except (ValueError, RecursionError):  # the C decoder raises RecursionError on deep nesting
+        value = None
+    if isinstance(value, kind):
+        return value, Status.OK
     # Walk the JSON-looking values in the text. A complete value of the other kind is skipped
     # whole (never dig a list out of an object); one that never closes was cut off at max_tokens.
-    opener = "{" if kind is dict else "["
     pos = 0
-    while (found := _OPENER.search(stripped, pos)) is not None:
-        start = found.start()
-        candidate = stripped[start:]
-        end = _scan(candidate)[2]
-        try:
-            if end:
-                value = _loads(candidate[:end])
-            elif candidate[0] == opener:
-                value = _close_truncated(candidate)
-            else:
-                value = None
-        except ValueError:
-            value = None
-        if isinstance(value, kind):
-            return value, Status.REPAIRED
-        pos = start + end if end and value is not None else start + 1
+    try:
+        while (found := _CANDIDATE.search(stripped, pos)) is not None:
+            value, pos = _scan_value(stripped, found.start(), kind)
+            if value is not None:
+                return value, Status.REPAIRED
+    except _TooDeep:
+        pass
     return kind(), Status.INVALID
 
 

@@ -8,7 +8,8 @@ Files written under ``OUT/<domain>/`` (LLM stages are resumable, see :mod:`eval.
     stage2_archetypes.jsonl  per sentence: tagged text, (mention, archetype) pairs
     stage3_calibration.jsonl LLM records (absent when calibration is off)
     predictions.jsonl        the scorer's format: {"id", "entities": [{"text", "type"}]}
-    stats.json               per-stage counts of every failure, tokens and calls
+    stats.json               per-stage counts of every failure, tokens and calls, and of
+                             saved answers reused / regenerated (see :mod:`eval.store`)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from data_prep.records import Sentence
 from eval import calibration, discovery, mediation
 from eval.config import InferenceConfig
 from eval.engine import Backend, Request
+from eval.identity import dir_digest
 from eval.store import StageCall, StageStore, run_stages
 
 
@@ -40,8 +42,30 @@ def record_counts(records: dict[str, dict[str, Any]]) -> Counter[str]:
         counts["output_tokens"] += record["output_tokens"]
         parsed = record["parsed"]
         if isinstance(parsed, dict) and "unknown_types" in parsed:  # extractor answers
-            counts["unknown_types"] += len(parsed["unknown_types"])
+            counts["off_schema_types"] += len(parsed["unknown_types"])
+            counts["off_schema_mentions"] += parsed.get("off_schema_mentions", 0)
     return counts
+
+
+def adapter_digests(config: InferenceConfig) -> dict[str, str | None]:
+    """Each enabled adapter by content (weights ``.safetensors`` or ``.bin`` and its config), so
+    an adapter retrained in place never reuses its old answers; None where there is no dir."""
+    return {role: dir_digest(adapter.path) if adapter.path and Path(adapter.path).is_dir()
+            else None for role, adapter in config.adapters_by_role().items()}
+
+
+def request_context(config: InferenceConfig, backend: Backend) -> dict[str, Any]:
+    """Everything besides the request itself that decides an answer: the backend's weights
+    (by content) and the decoding and engine settings that change outputs. Batch size, TP and
+    block size are left out: they change greedy answers only at the numerical-noise level
+    (benchmarks/bench_vllm_batch_determinism.py), like vLLM's own batching does."""
+    sampling, engine = config.sampling, config.engine
+    return {"model": backend.identity(), "adapters": adapter_digests(config),
+            "decoding": {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                         "repetition_penalty": sampling.repetition_penalty,
+                         "seed": engine.seed},
+            "engine": {"dtype": engine.dtype, "max_model_len": engine.max_model_len,
+                       "extra": engine.extra}}
 
 
 # What a domain's step asks for: (stage name, requests, parser); answered with records by stage.
@@ -66,7 +90,7 @@ class DomainRun:
 
     def steps(self, sentences: Sequence[Sentence], only: str | None = None) -> Steps:
         config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
-        types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
+        types = discovery.extractor_types(domain, config)
         parse_extraction = discovery.parse_extraction(types)
 
         # Stage 1: anchor and explorer (one step: their requests share the engine's batches),
@@ -127,8 +151,8 @@ class DomainRun:
             counts = self.stats["stage3_calibration"]
             for sid, pairs in assigned.items():
                 labels[sid] = []
-                for k, (_, archetype) in enumerate(pairs):
-                    tag = records[f"{sid}#{k}"]["parsed"]
+                for mention, archetype in pairs:
+                    tag = records[calibration.request_key(sid, mention)]["parsed"]
                     if tag is None:
                         counts["invalid_label_to_fallback"] += 1
                         tag = calibration.fallback_label(domain, archetype, counts)
@@ -160,7 +184,8 @@ def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str 
     stats stay per domain. All runs share one backend; returns each domain's predictions."""
     if not work:
         return []
-    backend, chunk_size = work[0][0].backend, work[0][0].config.engine.chunk_size
+    backend, config = work[0][0].backend, work[0][0].config
+    context = request_context(config, backend)
     steps = [run.steps(sentences, only) for run, sentences in work]
     results: list[list[dict[str, Any]] | None] = [None] * len(work)
     asking: dict[int, list[StageAsk]] = {}
@@ -179,12 +204,18 @@ def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str 
                  for i, asks in asking.items() for name, requests, parse in asks]
         names = sorted({name for _, name, _ in calls})
         domains = ", ".join(work[i][0].domain.name for i in asking)
-        records = run_stages([call for _, _, call in calls], backend, chunk_size,
-                             f"{' + '.join(names)} [{domains}]")
+        label = f"{' + '.join(names)} [{domains}]"
+        records, resumed = run_stages([call for _, _, call in calls], backend, context,
+                                      config.engine.chunk_size, label)
         answers: dict[int, dict[str, dict[str, dict[str, Any]]]] = defaultdict(dict)
-        for (i, name, _), stage_records in zip(calls, records, strict=True):
+        for (i, name, _), stage_records, counts in zip(calls, records, resumed, strict=True):
             answers[i][name] = stage_records
-            work[i][0].stats[name] = record_counts(stage_records)
+            work[i][0].stats[name] = record_counts(stage_records) + counts
+        total = sum(resumed, Counter())
+        print(f"{label}: {sum(len(r) for r in records)} requests - {total['reused']} saved "
+              f"answers reused, {total['regenerated']} regenerated (request changed), "
+              f"{total['new']} new" + (f"; {total['bad_lines']} bad saved lines dropped"
+                                       if total["bad_lines"] else ""))
         for i in list(asking):
             advance(i, answers[i])
     return results

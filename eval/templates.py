@@ -1,14 +1,22 @@
-"""Chat templates for inference, token-for-token the same as LlamaFactory's training templates.
+"""Chat templates for inference, token for token what the adapters' training encoders produced.
 
 A LoRA adapter only works when inference wraps the prompt exactly as training did. The inference
-environment (vLLM) does not install LlamaFactory, so the three templates this project uses are
-restated here and ``tests/test_templates.py`` checks them against LlamaFactory's own encoder.
+environment (vLLM) installs neither LlamaFactory nor IEPile's code, so the templates this project
+uses are restated here and ``tests/test_templates.py`` checks them token for token.
 
-LlamaFactory encodes the prefix, the system turn and the user turn as separate pieces and
-concatenates their token ids; :func:`prompt_token_ids` does the same, so token boundaries match
+* ``alpaca``, ``llama3``, ``qwen``: LlamaFactory's (our explorer, classifier and CPU adapters).
+  LlamaFactory encodes the prefix, the system turn and the user turn as separate pieces and
+  concatenates their token ids.
+* ``iepile``: IEPile's own ``alpaca`` (``src/datamodule/template.py``), which trained the public
+  IEPile LoRA (the anchor): BOS + system + sep ``"\n\n"`` +
+  ``"### Instruction:\n{query}\n\n### Response:\n"``, each piece encoded separately. It differs from
+  LlamaFactory's ``alpaca`` by the BOS token and by one token boundary (LlamaFactory encodes
+  system and ``"\n\n"`` as one piece).
+
+:func:`prompt_token_ids` encodes piece by piece as those encoders do, so token boundaries match
 too. The result is passed to vLLM as token ids, which also avoids a second BOS.
 
-Pitfall: the public IEPile LoRA (the anchor) was trained with ``alpaca``, not ``llama3``.
+Pitfall: the authors asked the IEPile LoRA with ``llama3``; it was trained with IEPile's alpaca.
 """
 
 from __future__ import annotations
@@ -30,14 +38,17 @@ class ChatTemplate:
     system: str = "{content}"
     default_system: str = ""
     bos_prefix: bool = False
+    sep: str = ""  # encoded as a piece of its own after the system turn (IEPile's ``sep``)
     stop: tuple[str, ...] = ()  # stop strings besides the tokenizer's EOS
 
     def pieces(self, content: str, system: str | None = None) -> list[str | None]:
-        """Prompt pieces in LlamaFactory's order; ``None`` stands for the BOS token."""
+        """Prompt pieces in the training encoder's order; ``None`` stands for the BOS token."""
         out: list[str | None] = [None] if self.bos_prefix else []
         system = system if system is not None else self.default_system
         if system:
             out.append(self.system.replace("{content}", system))
+            if self.sep:
+                out.append(self.sep)
         out.append(self.user.replace("{content}", content))
         return out
 
@@ -52,6 +63,16 @@ TEMPLATES: dict[str, ChatTemplate] = {
                 "Below is an instruction that describes a task. "
                 "Write a response that appropriately completes the request.\n\n"
             ),
+        ),
+        ChatTemplate(
+            name="iepile",
+            user="### Instruction:\n{content}\n\n### Response:\n",
+            default_system=(
+                "Below is an instruction that describes a task. "
+                "Write a response that appropriately completes the request."
+            ),
+            bos_prefix=True,
+            sep="\n\n",
         ),
         ChatTemplate(
             name="llama3",

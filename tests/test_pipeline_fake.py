@@ -121,7 +121,10 @@ def test_malformed_outputs_are_counted_never_fatal(tmp_path, converted_crossner)
     assert stats["stage1_anchor"]["status_empty"] >= 1
     assert stats["stage1_anchor"]["status_invalid"] >= 1
     assert stats["stage1_explorer"]["status_repaired"] >= 1
-    assert stats["stage1_explorer"]["unknown_types"] >= 1
+    # 5 of the 10 explorer answers file "x" under "made-up type": kept as a mention (stage 1 is
+    # type-agnostic) and counted; "x" is no word of any of these sentences, so it is dropped there.
+    assert stats["stage1_explorer"]["off_schema_types"] == 5
+    assert stats["stage1_explorer"]["off_schema_mentions"] == 5
     assert stats["stage1_discovery"]["not_in_sentence"] >= 1  # "Nonexistent Band"
     assert stats["stage1_discovery"]["ccr_dropped"] >= 1  # one-token "the" without the anchor
     assert stats["stage2_classifier"]["unknown_archetype_to_misc"] >= 1  # "planet"
@@ -169,14 +172,6 @@ def test_resume_never_recomputes_and_gives_identical_predictions(tmp_path, conve
     assert all(r["finished_at"] for r in history)
 
 
-def test_changed_settings_refuse_to_resume(tmp_path, converted_crossner):
-    path = write_config(tmp_path, converted_crossner)
-    run_pipeline(load_config(path), backend=FakeBackend(oracle(gold_by_text(converted_crossner))))
-    with pytest.raises(ConfigError, match=r"other settings .*ccr"):
-        run_pipeline(load_config(path, ["ccr.rule=none"]),
-                     backend=FakeBackend(lambda r, p: ""))
-
-
 @pytest.mark.parametrize(("override", "message"), [
     ("ccr.rul=none", "unknown key 'rul' .*did you mean 'rule'"),
     ("ccr.rule=sometimes", "ccr.rule: unknown 'sometimes'"),
@@ -186,6 +181,14 @@ def test_changed_settings_refuse_to_resume(tmp_path, converted_crossner):
     ("classifier_adapter.enabled=false", "stage 2 cannot be disabled"),
     ("engine.block_size=24", "engine.block_size: 24 is not a positive multiple of 16"),
     ("extraction.max_span_words=0", "max_span_words and max_mentions_per_type must be >= 1"),
+    ("limit=0", "limit must be >= 1 or null"),
+    ("engine.data_parallel_size=0", "engine.data_parallel_size must be >= 1, got 0"),
+    ("engine.tensor_parallel_size=-2", "engine.tensor_parallel_size must be >= 1, got -2"),
+    ("sampling.max_tokens_extract=0", "sampling.max_tokens_extract must be >= 1, got 0"),
+    ("sampling.temperature=-0.5", "sampling.temperature must be >= 0, got -0.5"),
+    ("sampling.top_p=0", r"sampling.top_p must be in \(0, 1\], got 0"),
+    ("anchor.split_num=0", "anchor.split_num must be >= 1 or null"),
+    ("extraction.type_names=tags", "extraction.type_names: unknown 'tags'"),
 ])
 def test_config_errors_before_any_model(tmp_path, converted_crossner, override, message):
     with pytest.raises(ConfigError, match=message):
@@ -284,21 +287,3 @@ def test_domain_limits_beat_the_global_limit(tmp_path, converted_crossner):
     assert len(load_predictions([written["politics"]])) == 2
     with pytest.raises(ConfigError, match=r"domain_limits\.ai: ai is not among domains"):
         load_config(write_config(tmp_path, converted_crossner), ["domain_limits.ai=3"])
-
-
-def test_extraction_settings_and_retrained_adapters_refuse_to_resume(tmp_path,
-                                                                      converted_crossner):
-    adapter = tmp_path / "anchor-lora"
-    adapter.mkdir()
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights v1")
-    path = write_config(tmp_path, converted_crossner)
-    run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}"]),
-                 backend=FakeBackend(echo))
-    with pytest.raises(ConfigError, match=r"other settings .*extraction"):
-        run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}",
-                                        "extraction.constrain_to_spans=true"]),
-                     backend=FakeBackend(echo))
-    (adapter / "adapter_model.safetensors").write_bytes(b"weights v2, retrained in place")
-    with pytest.raises(ConfigError, match=r"other settings .*adapter_weights_sha256"):
-        run_pipeline(load_config(path, [f"anchor_adapter.path={adapter}"]),
-                     backend=FakeBackend(echo))

@@ -1,0 +1,100 @@
+"""``make infer DRY_RUN=1``: what a run would do, checked, without starting an engine.
+
+Prints one line per data-parallel shard (``shard <i>: CUDA_VISIBLE_DEVICES=<ids>``), then what is
+not there yet (adapters to train or fetch, a model dir, converted data) as ``missing:`` lines, so
+a GPU job can be checked on a login node before it queues. A wrong config or an impossible
+placement is still an error (exit 2); missing files are part of the plan (exit 0). Nothing is
+written: the output dir is not even created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_prep.io import read_yaml_mapping
+from data_prep.mappings import CROSSNER_DOMAINS, load_domain
+from eval.config import (
+    ConfigError,
+    InferenceConfig,
+    _build,
+    apply_overrides,
+    validate,
+)
+from eval.placement import base_models, check_placement, visible_gpu_ids
+
+TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier"}
+
+
+def load_unchecked(path: str, overrides: Sequence[str]) -> InferenceConfig:
+    """The config validated like ``load_config`` except for the files later steps make."""
+    data = apply_overrides(read_yaml_mapping(path, ConfigError), list(overrides))
+    config = _build(InferenceConfig, data, "")
+    validate(config, check_paths=False)
+    return config
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
+
+
+def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
+    """What a real run needs and does not find, each with the command that makes it."""
+    missing = []
+    for role in ("anchor", "explorer", "classifier"):
+        adapter = getattr(config, f"{role}_adapter")
+        if not adapter.enabled or (Path(adapter.path) / "adapter_config.json").is_file():
+            continue
+        if adapter.hub_id:
+            how = f"fetch it: make models CONFIG={config_path}"
+        else:
+            how = f"train it: {TRAIN_TARGETS.get(role, 'see its recipe')}"
+        missing.append(f"{role}_adapter: {adapter.path} has no adapter_config.json ({how})")
+    for model in base_models(config):
+        if _looks_local(model) and not (Path(model) / "config.json").is_file():
+            missing.append(f"model: {model} is not a local model dir (build or download it)")
+    for name in config.domains:
+        path = load_domain(name).sentences_path(config.data_dir)
+        if not path.is_file():
+            how = "make data" if name in CROSSNER_DOMAINS else f"the {name} domain's sentences"
+            missing.append(f"data: {path} not found ({how})")
+    return missing
+
+
+def hub_notes(config: InferenceConfig) -> list[str]:
+    """Base models that come from the Hub: downloaded on first use; their heads are unread."""
+    notes = []
+    revisions = {config.model: config.model_revision}
+    for model in base_models(config):
+        if _looks_local(model):
+            continue
+        revision = revisions.get(model) or "unpinned"
+        notes.append(f"{model} (revision {revision}) is a Hub id: vLLM downloads it on first "
+                     "use; the TP/attention-head check is skipped (no local config.json)")
+    return notes
+
+
+def shard_lines(shards: list[list[str]]) -> list[str]:
+    return [f"shard {i}: CUDA_VISIBLE_DEVICES={','.join(ids)}" if ids
+            else f"shard {i}: CPU (no GPU visible)" for i, ids in enumerate(shards)]
+
+
+def dry_run(config_path: str, overrides: Sequence[str], suffix: str | None = None,
+            visible: Sequence[str] | None = None) -> int:
+    """Print the plan; raises :class:`ConfigError` for what no later step can fix."""
+    config = load_unchecked(config_path, overrides)
+    visible = visible_gpu_ids() if visible is None else visible
+    shards = check_placement(config, visible)
+    out = f"{config.output_dir.rstrip('/')}-{suffix}" if suffix else config.output_dir
+    engine = config.engine
+    where = f"{len(visible)} visible GPUs" if visible else "CPU"
+    print(f"plan: {config_path} -> {out} (domains: {', '.join(config.domains)})")
+    print(f"engine: DP={engine.data_parallel_size} x TP={engine.tensor_parallel_size} on {where}")
+    for line in shard_lines(shards):
+        print(line)
+    for note in hub_notes(config):
+        print(f"note: {note}")
+    for item in missing_assets(config, config_path):
+        print(f"missing: {item}")
+    print("dry run: no engine started, nothing written")
+    return 0
