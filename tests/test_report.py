@@ -160,19 +160,26 @@ def test_report_md_paper_numbers_warnings_stats_and_plots(tiny_run, tmp_path, ca
     assert main(["--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
     stdout = capsys.readouterr().out.splitlines()
     assert stdout[0] == str(out / "report.md")
-    assert any("mode=string" in line and "misc=off" in line for line in stdout)
-    assert any(line.startswith("| ai |") and "57.1" in line and "58.2" in line for line in stdout)
+    # the main setting, printed first: the paper's (string mode, misc kept); ai P = R = F1 = 1/2
+    assert any("mode=string" in line and "misc=on" in line for line in stdout)
+    assert any(line.startswith("| ai |") and "**50.0**" in line and "58.2" in line
+               for line in stdout)
 
     md = (out / "report.md").read_text()
     assert "NOT paper numbers" in md
     assert "ai 2/431" in md and "music 2/465" in md
     assert "tiny/CPU test model" in md and "limit=2" in md
-    assert SCORER_VERSION in md and "not stated" in md
+    assert SCORER_VERSION in md and "with `misc` counted" in md
+    assert "## mode=string, misc=on — main setting (the paper's: string mode, misc kept)" in md
+    assert md.index("## mode=string, misc=on") < md.index("## mode=string, misc=off")
     for mode, misc in SETTINGS:
         assert f"## mode={mode}, misc={'on' if misc else 'off'}" in md
     # Paper F1 beside ours: ai 58.2, music 71.2, and their mean for the Avg. row.
     assert "| ai | 2 | 66.7 | 50.0 | **57.1** | 58.2 | -1.1 |" in md
     assert "| music | 2 | 66.7 | 66.7 | **66.7** | 71.2 | -4.5 |" in md
+    # misc on (the main table): ai TP 2 FP 2 FN 2; music TP 3 FP 1 FN 1
+    assert "| ai | 2 | 50.0 | 50.0 | **50.0** | 58.2 | -8.2 |" in md
+    assert "| music | 2 | 75.0 | 75.0 | **75.0** | 71.2 | +3.8 |" in md
     assert "64.7†" in md
     assert "| stage1_anchor | 2 | invalid 1, ok 1 | truncated 0 |" in md
     assert "| stage1_discovery | – | – | ccr_dropped 3 |" in md
@@ -290,3 +297,21 @@ def test_unreadable_config_is_a_one_line_error(tiny_run, capsys):
     (run_dir / "config.yaml").write_text("model: [unclosed\n")
     assert main(["--run", str(run_dir), "--data", str(data)]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+@pytest.mark.parametrize("misc", [True, False])
+def test_score_run_and_make_eval_agree_on_a_partial_run(tiny_run, capsys, misc):
+    """One rule for both: a run is scored on the sentences it predicted. The ai gold has a third
+    sentence (Paris/location) that the run never reached; counting it would add one FN."""
+    from eval.score import main as score_main
+
+    run_dir, data = tiny_run
+    argv = ["--run", str(run_dir), "--data", str(data), "--mode", "string", "--json"]
+    assert score_main(argv + ([] if misc else ["--no-misc"])) == 0
+    captured = capsys.readouterr()
+    scored = json.loads(captured.out)["domains"]
+    assert "scoring the 4 of 5 gold sentences this run predicted" in captured.err
+    expected = EXPECTED[f"string/misc-{'on' if misc else 'off'}"]
+    assert {d: (v["tp"], v["fp"], v["fn"]) for d, v in scored.items()} == expected
+    report = build(run_dir, data).reports[f"string/misc-{'on' if misc else 'off'}"]
+    assert {d: (s.total.tp, s.total.fp, s.total.fn) for d, s in report.domains.items()} == expected

@@ -106,7 +106,7 @@ def test_editing_a_definition_regenerates_only_that_domains_calibration(
 
 def test_removing_a_label_regenerates_every_schema_prompt(tmp_path, converted_crossner,
                                                           own_domain):
-    gold, out, first, _ = first_run(tmp_path, converted_crossner, own_domain)
+    gold, out, _, _ = first_run(tmp_path, converted_crossner, own_domain)
     data = yaml.safe_load((own_domain / "domain.yaml").read_text())
     del data["labels"]["musicalinstrument"]
     data["more_specific"] = {k: v for k, v in (data.get("more_specific") or {}).items()
@@ -222,7 +222,7 @@ def test_a_calibration_answer_belongs_to_its_mention(tmp_path, converted_crossne
 
 def test_bad_lines_in_the_middle_keep_every_good_answer_after_them(tmp_path, converted_crossner,
                                                                   own_domain):
-    gold, out, first, predictions = first_run(tmp_path, converted_crossner, own_domain)
+    gold, out, _, predictions = first_run(tmp_path, converted_crossner, own_domain)
     stage = out / "mymusic" / "stage1_explorer.jsonl"
     lines = stage.read_text().splitlines(keepends=True)
     assert len(lines) == 10
@@ -239,7 +239,7 @@ def test_bad_lines_in_the_middle_keep_every_good_answer_after_them(tmp_path, con
 
 
 def test_a_torn_last_line_is_cut_and_regenerated(tmp_path, converted_crossner, own_domain):
-    gold, out, first, predictions = first_run(tmp_path, converted_crossner, own_domain)
+    gold, out, _, predictions = first_run(tmp_path, converted_crossner, own_domain)
     stage = out / "mymusic" / "stage1_anchor.jsonl"
     text = stage.read_text()
     stage.write_text(text[: len(text) - 40])  # killed while writing the last record
@@ -259,7 +259,8 @@ def test_a_second_live_run_into_the_same_out_is_refused_until_the_first_dies(tmp
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match=rf"{out} is in use by a live run \(pid {holder.pid}\)"):
+        busy = rf"{out} is in use by a live run \(pid {holder.pid}\)"
+        with pytest.raises(ConfigError, match=busy):
             lock_run_dir(out)
     finally:
         os.kill(holder.pid, signal.SIGKILL)  # a crash: no clean-up code runs
