@@ -5,9 +5,12 @@ and a blank line between sentences. Tokens are kept exactly as given (pre-split,
 so ``text`` is the space-joined tokens and every gold span is token-aligned. Unlike UniNER's
 converted files, an entity that ends on a sentence's last token is kept.
 
-Malformed input fails with ``file:line``: a line without a tab, a tag that is not ``O``/``B-x``/
-``I-x``. An ``I-x`` that does not continue an ``x`` entity fails too, unless ``--repair`` is given:
-then it starts a new ``x`` entity (the IOB1 reading of such a tag) and is counted.
+Malformed input fails with ``file:line``: a byte that is not UTF-8, a line without a tab, an
+empty token or one containing whitespace (``text`` joins tokens with spaces, so such a token's
+spans could never be found again), a tag that is not ``O``/``B-x``/``I-x``. An ``I-x`` that does
+not continue an ``x`` entity fails too, unless ``--repair`` is given: then it starts a new ``x``
+entity (the IOB1 reading of such a tag) and is counted. A file without a sentence fails naming
+the file; a UTF-8 byte-order mark is dropped.
 
     python -m data_prep.crossner --src ../shared/data/crossner --out data/crossner
     python -m data_prep.crossner --out data/crossner   # downloads the pinned files first
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from data_prep.cli import make_parser, run
 from data_prep.download import download
-from data_prep.io import DataError
+from data_prep.io import DataError, iter_lines
 from data_prep.mappings import CROSSNER_DOMAINS
 from data_prep.records import Sentence, Span, save_sentences
 
@@ -74,36 +77,40 @@ def parse_bio(
             stats.per_type.update(s.type for s in spans)
         tokens, spans = [], []
 
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                close_sentence()
-                continue
-            if "\t" not in line:
-                raise DataError(path, number, f"expected 'token<TAB>tag', got {line!r}")
-            token, tag = line.split("\t", 1)
-            tag = tag.strip()
-            if not token:
-                raise DataError(path, number, "empty token")
-            if tag == "O":
+    for number, raw in iter_lines(path):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            close_sentence()
+            continue
+        if "\t" not in line:
+            raise DataError(path, number, f"expected 'token<TAB>tag', got {line!r}")
+        token, tag = line.split("\t", 1)
+        tag = tag.strip()
+        if not token:
+            raise DataError(path, number, "empty token")
+        if any(ch.isspace() for ch in token):
+            raise DataError(path, number, f"token {token!r} contains whitespace (tokens are "
+                                          f"joined with spaces: its spans could never match)")
+        if tag == "O":
+            close_entity()
+        elif tag[:2] in ("B-", "I-") and len(tag) > 2:
+            kind, etype = tag[0], tag[2:]
+            if kind == "I" and open_type != etype:
+                if not repair:
+                    after = f"'{open_type}' entity" if open_type else "no entity"
+                    hint = "(use --repair to start one)"
+                    raise DataError(path, number, f"tag {tag!r} continues {after} {hint}")
+                stats.repaired_orphan_i += 1
+                kind = "B"
+            if kind == "B":
                 close_entity()
-            elif tag[:2] in ("B-", "I-") and len(tag) > 2:
-                kind, etype = tag[0], tag[2:]
-                if kind == "I" and open_type != etype:
-                    if not repair:
-                        after = f"'{open_type}' entity" if open_type else "no entity"
-                        hint = "(use --repair to start one)"
-                        raise DataError(path, number, f"tag {tag!r} continues {after} {hint}")
-                    stats.repaired_orphan_i += 1
-                    kind = "B"
-                if kind == "B":
-                    close_entity()
-                    open_start, open_type = len(tokens), etype
-            else:
-                raise DataError(path, number, f"tag {tag!r} is not O, B-<type> or I-<type>")
-            tokens.append(token)
+                open_start, open_type = len(tokens), etype
+        else:
+            raise DataError(path, number, f"tag {tag!r} is not O, B-<type> or I-<type>")
+        tokens.append(token)
     close_sentence()
+    if not sentences:
+        raise DataError(path, None, "no sentences: the file is empty or blank")
     stats.sentences = len(sentences)
     return sentences, stats
 

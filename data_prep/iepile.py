@@ -18,7 +18,11 @@ A fine type the table does not know is never guessed: by default the pass is fin
 is written, and the run fails listing every unknown type (most frequent first) so the table can
 be extended; ``--skip-unmapped`` drops those types' mentions instead and reports them. A line
 that is not valid JSON (or a record with malformed fields) fails with ``file:line``, or is
-skipped and counted with ``--skip-bad``.
+skipped and counted with ``--skip-bad``. A record without a ``task`` is malformed too, not
+"not NER": every IEPile record names its task, so a missing one means a different layout (the
+authors' converter read a key ``item`` that no record has, and silently kept nothing); under
+``--skip-bad`` it is counted apart, as ``missing_task``. A file without records, or one that
+yields no training record, fails naming the file: an empty training set is never registered.
 
     python -m data_prep.iepile --src iepile/train.json --out data/train/classifier.jsonl
 """
@@ -48,6 +52,7 @@ from eval.tagging import tag_mentions
 class IEPileStats:
     lines_read: int = 0
     bad_lines: int = 0  # skipped with --skip-bad
+    missing_task: int = 0  # no string "task": malformed, skipped with --skip-bad
     not_ner: int = 0  # task != "NER"
     no_entity: int = 0  # every type's list empty
     no_mention_left: int = 0  # all mentions were of dropped/unmapped types
@@ -93,13 +98,19 @@ class UnmappedTypesError(ProjectError):
             f"--skip-unmapped):\n  {report}")
 
 
+class MissingTask(ValueError):
+    """A record without a string ``task``: malformed, counted apart from other bad lines."""
+
+
 def _parse_record(record: Any) -> tuple[str, str, list[str], dict[str, list[str]]]:
     """(task, sentence, schema types, {type: mentions}); raises ``ValueError`` if malformed."""
     if not isinstance(record, dict):
         raise ValueError("expected a JSON object")
     task = record.get("task")
+    if not isinstance(task, str):
+        raise MissingTask("no string 'task' (IEPile records name their task, e.g. \"NER\")")
     if task != "NER":
-        return str(task), "", [], {}
+        return task, "", [], {}
     try:
         instruction = json.loads(record["instruction"])
         output = json.loads(record["output"])
@@ -188,7 +199,10 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
             except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
                 if not skip_bad:
                     raise DataError(src, number, str(exc)) from None
-                stats.bad_lines += 1
+                if isinstance(exc, MissingTask):
+                    stats.missing_task += 1
+                else:
+                    stats.bad_lines += 1
                 continue
             if task != "NER":
                 stats.not_ner += 1
@@ -205,6 +219,14 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
         progress.update(pending)
     if stats.unmapped_records and not skip_unmapped:
         raise UnmappedTypesError(stats)
+    if not stats.records_written:  # raised inside the writer: no empty file is left behind
+        if not stats.lines_read:
+            raise DataError(src, None, "no records: the file is empty or blank")
+        skipped = ("bad_lines", "missing_task", "not_ner", "no_entity", "no_mention_left",
+                   "no_tagged_mention")
+        why = ", ".join(f"{k} {getattr(stats, k):,}" for k in skipped if getattr(stats, k))
+        raise DataError(src, None, f"no training record among {stats.lines_read:,} records "
+                                   f"({why}): nothing to train on")
 
 
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,

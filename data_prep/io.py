@@ -7,6 +7,7 @@ interrupted run never leaves a half-written file that a resumed run would trust.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -107,17 +108,43 @@ def write_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> int:
     return count
 
 
+def not_utf8(path: str | os.PathLike[str], data: bytes, error: UnicodeDecodeError,
+             line: int | None = None) -> DataError:
+    """The located error for a byte that is not UTF-8 (``line`` counted in ``data`` if None)."""
+    column = error.start - data.rfind(b"\n", 0, error.start)  # 1-based, in bytes
+    if line is None:
+        line = data.count(b"\n", 0, error.start) + 1
+    return DataError(path, line, f"not UTF-8: byte 0x{data[error.start]:02x} at column {column} "
+                                 f"({error.reason}); save the file as UTF-8")
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """``(line_number, line)`` of a UTF-8 text file, line ends kept, a leading BOM dropped.
+
+    Lines are decoded one by one, so a byte that is not UTF-8 fails naming its file and line
+    instead of as a ``UnicodeDecodeError`` traceback; a BOM (Windows editors write one) would
+    otherwise stick to the first token or break the first JSON line.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise not_utf8(path, raw, exc, number) from None
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` per non-blank line; bad JSON raises :class:`DataError`."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                message = f"invalid JSON ({exc.msg} at column {exc.colno})"
-                raise DataError(path, number, message) from None
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            message = f"invalid JSON ({exc.msg} at column {exc.colno})"
+            raise DataError(path, number, message) from None
 
 
 def read_json_or_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int | None, Any]]:
@@ -126,18 +153,28 @@ def read_json_or_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int | Non
     Datasets in the wild come both ways (Pile-NER is one JSON array, IEPile is JSONL); array
     elements carry no line number, so ``None`` is yielded in its place.
     """
-    with open(path, encoding="utf-8") as handle:
-        head = handle.read(4096).lstrip()
-    if head.startswith("["):
-        with open(path, encoding="utf-8") as handle:
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+    if is_json_array(path):
+        raw = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise not_utf8(path, raw, exc) from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
         for record in data:
             yield None, record
     else:
         yield from iter_jsonl(path)
+
+
+def is_json_array(path: str | os.PathLike[str]) -> bool:
+    """Whether the file's first non-blank character (after a BOM) is ``[``; read as bytes, so a
+    bad byte is left for the reader, which names its line."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    return head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"[")
 
 
 def sha256_of(path: str | os.PathLike[str], block: int = 1 << 20) -> str:

@@ -195,6 +195,7 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
             extract_as=(_text(body["extract_as"], f"{path}: labels.{tag}.extract_as")
                         if body.get("extract_as") is not None else ""),
         )
+    _check_distinct_labels(path, labels)
     more_specific: dict[str, tuple[str, ...]] = {}
     for tag, general in (data.get("more_specific") or {}).items():
         general = [general] if isinstance(general, str) else list(general or [])
@@ -212,6 +213,20 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
     default_name = path.parent.name if path.name == "domain.yaml" else path.stem
     name = str(data.get("name") or default_name)
     return Domain(name, labels, more_specific, fallback, data.get("sentences"), path)
+
+
+def _check_distinct_labels(path: Path, labels: dict[str, Label]) -> None:
+    """Refuse two labels that answer to the same word. Calibration reads the model's answer by
+    label name or raw tag, case-insensitively, so such a pair would map to one of them and the
+    other could never be predicted."""
+    owner: dict[str, str] = {}  # lower-cased name or tag -> the tag it stands for
+    for tag, label in labels.items():
+        for word in dict.fromkeys((label.name.lower(), tag.lower())):
+            other = owner.setdefault(word, tag)
+            if other != tag:
+                raise MappingError(
+                    f"{path}: labels {other!r} and {tag!r} both answer to {word!r} (names and "
+                    f"tags match case-insensitively): one of them could never be predicted")
 
 
 def list_domains() -> list[str]:

@@ -19,7 +19,9 @@ every type, negative ones included, to its mentions. An answer that is not a JSO
 becomes ``[]`` and is counted; a type asked twice is merged; repeated mentions of a type are kept
 once (the explorer's output is a set of strings). A malformed conversation (no ``Text: `` turn,
 wrong roles, an unpaired question, an unknown question form) stops the run with file and record
-index, or is skipped and counted with ``--skip-bad``.
+index, or is skipped and counted with ``--skip-bad``; so does a byte that is not UTF-8. A file
+without records, or whose records yield no passage, fails naming the file: an empty training set
+is never written, let alone registered.
 
     python -m data_prep.pile_ner --src pile-ner.json --out data/train/explorer.json
     python -m data_prep.pile_ner --format slimer --src slimer_validation.jsonl --out x.jsonl
@@ -41,7 +43,7 @@ from typing import Any
 from tqdm import tqdm
 
 from data_prep.cli import make_parser, run
-from data_prep.io import DataError, read_json_or_jsonl
+from data_prep.io import DataError, is_json_array, iter_lines, read_json_or_jsonl
 from data_prep.register import write_alpaca
 from eval.prompts import explorer_prompt, explorer_target
 
@@ -111,25 +113,22 @@ def iter_records(path: str | os.PathLike[str], stats: PileNerStats,
                  skip_bad: bool = False) -> Iterator[tuple[int | None, Any]]:
     """``(line, record)`` from a JSON array or JSON Lines file; ``--skip-bad`` also skips lines
     that are not JSON (a broken JSON array cannot be read past its error and always fails)."""
-    with open(path, encoding="utf-8") as handle:
-        is_array = handle.read(4096).lstrip().startswith("[")
-    if is_array:
+    if is_json_array(path):
         yield from read_json_or_jsonl(path)
         return
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if not skip_bad:
-                    message = f"invalid JSON ({exc.msg} at column {exc.colno})"
-                    raise DataError(path, number, message) from None
-                stats.records_read += 1
-                stats.bad_records += 1
-                continue
-            yield number, record
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if not skip_bad:
+                message = f"invalid JSON ({exc.msg} at column {exc.colno})"
+                raise DataError(path, number, message) from None
+            stats.records_read += 1
+            stats.bad_records += 1
+            continue
+        yield number, record
 
 
 def read_sharegpt(path: str | os.PathLike[str], stats: PileNerStats,
@@ -242,13 +241,29 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
     stats = PileNerStats()
     reader = read_slimer if fmt == "slimer" else read_sharegpt
     passages = list(reader(src, stats, skip_bad))
+    if not stats.records_read:
+        raise DataError(src, None, "no records: the file is empty or blank")
     if group:
         passages = group_by_text(passages, stats)
     progress = tqdm(passages, desc="pile-ner", unit="passage", disable=None)
     built = (build_record(p, i, seed, stats) for i, p in enumerate(progress))
     records = islice((r for r in built if r is not None), limit)
-    stats.passages_written = write_alpaca(out, records)
+    stats.passages_written = write_alpaca(out, _at_least_one(records, src, stats))
     return stats
+
+
+def _at_least_one(records: Iterable[dict[str, str]], src: str | os.PathLike[str],
+                  stats: PileNerStats) -> Iterator[dict[str, str]]:
+    """``records``, failing at the end if there were none: raised inside the writer, so no
+    empty training file is left behind."""
+    written = False
+    for record in records:
+        written = True
+        yield record
+    if not written:
+        why = (f"{stats.records_read:,} records, {stats.bad_records:,} skipped as bad, "
+               f"{stats.passages_without_type:,} passages without a type")
+        raise DataError(src, None, f"no passage to train on ({why})")
 
 
 def main(argv: list[str] | None = None) -> int:

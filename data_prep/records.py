@@ -67,6 +67,12 @@ class Sentence:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError("'tokens' must be a list of strings")
+        if not tokens:
+            raise ValueError("'tokens' is empty")
+        for i, token in enumerate(tokens):
+            # ``text`` joins tokens with spaces: such a token's spans could never match again.
+            if not token or any(ch.isspace() for ch in token):
+                raise ValueError(f"token #{i} {token!r} is empty or contains whitespace")
         sentence = cls(id=str(record["id"]), domain=str(record.get("domain", "")), tokens=tokens)
         for i, ent in enumerate(record.get("entities") or []):
             try:
@@ -88,6 +94,8 @@ def load_sentences(path: str | os.PathLike[str]) -> list[Sentence]:
 
 
 def iter_sentences(path: str | os.PathLike[str]) -> Iterator[Sentence]:
+    """The sentences of a JSONL file; a file without any fails naming it (an empty gold file
+    would otherwise score, or run, as a silent 0-sentence domain)."""
     seen: set[str] = set()
     for line, record in iter_jsonl(path):
         try:
@@ -98,6 +106,8 @@ def iter_sentences(path: str | os.PathLike[str]) -> Iterator[Sentence]:
             raise DataError(path, line, f"duplicate id {sentence.id!r}")
         seen.add(sentence.id)
         yield sentence
+    if not seen:
+        raise DataError(path, None, "no sentences: the file is empty or blank")
 
 
 def save_sentences(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> int:

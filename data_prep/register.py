@@ -10,12 +10,13 @@ an entry of the same name (re-running a conversion is idempotent).
         samner_explorer=data/train/explorer.json samner_classifier=data/train/classifier.jsonl
 
 A FILE is a path as usual (relative to the current directory); a FILE that only exists relative
-to the dataset dir is accepted too. Files must exist: registering a missing file would only fail
-later, inside a training job.
+to the dataset dir is accepted too. Files must exist and hold a record: registering a missing or
+empty file would only fail later, inside a training job.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -66,7 +67,19 @@ def _resolve(dataset_dir: Path, file: str | os.PathLike[str]) -> str:
         path = dataset_dir / path
     if not path.is_file():
         raise ProjectError(f"{file}: no such dataset file")
+    if not _has_records(path):
+        raise DataError(file, None, "the dataset file holds no record (an empty training set)")
     return Path(os.path.relpath(path.resolve(), dataset_dir.resolve())).as_posix()
+
+
+def _has_records(path: Path) -> bool:
+    """Whether an alpaca file is more than blank or ``[]``; reads only its head (files are GBs)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16).removeprefix(codecs.BOM_UTF8).lstrip()
+    if head.startswith(b"["):
+        rest = head[1:].lstrip()
+        return bool(rest) and not rest.startswith(b"]")
+    return bool(head)
 
 
 def register(

@@ -8,6 +8,11 @@ often each failure happened instead of crashing or silently losing a sentence:
 * ``repaired``  - JSON was recovered: found inside prose, quotes/commas fixed, or brackets closed
 * ``empty``     - the answer was empty
 * ``invalid``   - nothing usable; the caller gets an empty result
+
+Answers are untrusted and up to ``max_tokens`` long, so no input raises and time is linear in
+the length: valid JSON goes to ``json.loads`` (its C decoder's depth limit is caught), anything
+else to a single-pass scanner without recursion, for which nesting deeper than
+:data:`MAX_DEPTH` is ``invalid``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ class Status(StrEnum):
 
 
 MAX_DEPTH = 200
-"""Deeper nesting is no NER answer: the parser gives up there instead of recursing."""
+"""Deeper nesting is no NER answer: the repair gives up there rather than build it."""
 
 # An opener that can start a value: "{" before a key or "}", "[" before a value or "]". Searching
 # for these in C skips prose brackets ("[1]", "{x}") without a Python-level scan each.
@@ -42,6 +47,8 @@ _LITERAL = re.compile(r"true|false|null|True|False|None")
 _LITERALS = {"true": True, "True": True, "false": False, "False": False,
              "null": None, "None": None}
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Lenient about raw control characters (a newline inside a mention), unlike json.loads.
+_STRING_DECODER = json.JSONDecoder(strict=False)
 _SCALAR_START = frozenset("\"'-0123456789tfnTFN")
 
 # What the scanner expects next.
@@ -81,15 +88,18 @@ def _scalar(text: str, i: int) -> tuple[Any, int, bool] | None:
         if match is None:  # no closing quote: the answer stops inside this string
             return None, len(text), False
         body = match.group(0)
+        if "\\" not in body and (ch == '"' or '"' not in body):
+            return body[1:-1], match.end(), True  # nothing to decode (the common case)
         if ch == "'":
             body = '"' + _SQ_ESCAPE.sub(_sq_to_json, body[1:-1]) + '"'
         try:
-            return json.loads(body, strict=False), match.end(), True
+            return _STRING_DECODER.decode(body), match.end(), True
         except ValueError:  # a bad escape such as \q or \u12
             return None
     if match := _NUMBER.match(text, i):
+        token = match.group(0)
         try:
-            number = json.loads(match.group(0))
+            number = int(token) if token.lstrip("-").isdigit() else float(token)
         except ValueError:  # more digits than int() converts
             return None
         return number, match.end(), match.end() < len(text)
@@ -98,14 +108,15 @@ def _scalar(text: str, i: int) -> tuple[Any, int, bool] | None:
     return None
 
 
-_MISSING = object()
+_MISSING = object()  # undo log: the dict had no such key
+_UNFILLED = object()  # undo log: the frame held no complete item
 
 
 class _Frame:
     """An open ``[`` or ``{``: the value built so far, the key its next value goes under,
     whether it holds a complete item yet, and its first complete child of the wanted kind."""
 
-    __slots__ = ("key", "kind_child", "filled", "value")
+    __slots__ = ("filled", "key", "kind_child", "value")
 
     def __init__(self, value: dict | list) -> None:
         self.value = value
@@ -133,7 +144,7 @@ def _add(frames: list[_Frame], item: Any, attached: bool) -> list[tuple[_Frame, 
         if frame.filled:
             break
         frame.filled = True
-        log.append((frame, None))  # None marks "was not filled"
+        log.append((frame, _UNFILLED))
         if depth:
             log.append(frames[depth - 1].put(frame.value))
     return log
@@ -142,7 +153,7 @@ def _add(frames: list[_Frame], item: Any, attached: bool) -> list[tuple[_Frame, 
 def _take_back(log: list[tuple[_Frame, Any]]) -> None:
     """Undo an :func:`_add`, newest change first."""
     for frame, previous in reversed(log):
-        if previous is None:
+        if previous is _UNFILLED:
             frame.filled = False
         elif isinstance(frame.value, list):
             frame.value.pop()
@@ -258,32 +269,44 @@ def parse_json(text: str | None, kind: type = dict) -> tuple[Any, Status]:
     return kind(), Status.INVALID
 
 
+def _clean(text: str) -> str:
+    """``text`` stripped, lone surrogates (from escapes such as ``"\\ud800"``) replaced: they
+    cannot be encoded as UTF-8, and every parsed answer is written to a UTF-8 file."""
+    return _SURROGATE.sub("\ufffd", text).strip()
+
+
 def _strings(value: Any) -> list[str]:
     """Mentions from a value that should be a list of strings (a lone string is accepted)."""
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
         return []
-    return [v.strip() for v in value if isinstance(v, str) and v.strip()]
+    return [cleaned for v in value if isinstance(v, str) and (cleaned := _clean(v))]
 
 
 def parse_type_mentions(
     text: str | None, types: Sequence[str]
 ) -> tuple[dict[str, list[str]], Status, list[str]]:
-    """An extractor's ``{type: [mentions]}`` answer → (mentions per known type, status, unknown
-    types the model invented). Type keys match case-insensitively; an empty result is valid."""
+    """An extractor's ``{type: [mentions]}`` answer → (mentions per type, status, off-schema
+    types).
+
+    Stage 1 is type-agnostic, so mentions filed under a key outside the schema ("organization"
+    for "organisation") are kept, under the key as written (stripped); those keys are listed too,
+    so the caller can count them. Schema keys match case-insensitively and take the schema's
+    spelling. Repeated mentions are dropped; an empty result is valid.
+    """
     value, status = parse_json(text, dict)
     by_lower = {t.lower(): t for t in types}
-    result: dict[str, list[str]] = {}
-    unknown: list[str] = []
+    result: dict[str, dict[str, None]] = {}  # dicts as ordered sets: linear de-duplication
+    unknown: dict[str, None] = {}
     for key, mentions in value.items():
-        canonical = by_lower.get(str(key).strip().lower())
+        name = _clean(str(key))
+        canonical = by_lower.get(name.lower())
         if canonical is None:
-            unknown.append(str(key))
-            continue
-        result.setdefault(canonical, []).extend(
-            m for m in _strings(mentions) if m not in result.get(canonical, []))
-    return result, status, unknown
+            canonical = name
+            unknown[name] = None
+        result.setdefault(canonical, {}).update(dict.fromkeys(_strings(mentions)))
+    return {t: list(ms) for t, ms in result.items()}, status, list(unknown)
 
 
 def parse_mention_labels(text: str | None) -> tuple[list[tuple[str, str]], Status]:
@@ -303,6 +326,6 @@ def parse_mention_labels(text: str | None) -> tuple[list[tuple[str, str]], Statu
         if {"mention", "type"} <= item.keys():
             item = {item["mention"]: item["type"]}
         for mention, label in item.items():
-            if isinstance(mention, str) and isinstance(label, str) and mention.strip():
-                pairs.append((mention.strip(), label.strip()))
+            if isinstance(mention, str) and isinstance(label, str) and (m := _clean(mention)):
+                pairs.append((m, _clean(label)))
     return pairs, status

@@ -187,3 +187,45 @@ def test_real_chinese_sample(tmp_path: Path) -> None:
     ]
     assert (stats.lines_read, stats.no_entity, stats.records_written) == (6, 4, 2)
     assert stats.mentions_tagged == 3 and not stats.unmapped_records
+
+
+# ---- bad inputs: a record without a task, empty inputs, nothing to train on -------------------
+
+def test_record_without_task_fails_or_is_counted_apart(tmp_path: Path) -> None:
+    no_task = json.loads(LINES[0])
+    del no_task["task"]
+    null_task = {**no_task, "task": None}
+    src = write_lines(tmp_path / "train.json",
+                      [LINES[0], json.dumps(no_task), json.dumps(null_task), LINES[3]])
+    with pytest.raises(DataError) as err:
+        convert(src, tmp_path / "out.jsonl")
+    assert str(err.value) == (
+        f"{src}:2: no string 'task' (IEPile records name their task, e.g. \"NER\")")
+    # --skip-bad: counted as missing_task, neither as not_ner nor among the other bad lines.
+    stats = convert(src, tmp_path / "out.jsonl", skip_bad=True)
+    assert (stats.lines_read, stats.missing_task, stats.bad_lines, stats.not_ner,
+            stats.records_written) == (4, 2, 1, 0, 1)
+    assert "  missing_task                   2" in stats.summary().splitlines()
+
+
+@pytest.mark.parametrize("content", ["", "\n \n"], ids=["empty", "blank lines"])
+def test_empty_input_fails_naming_the_file(tmp_path: Path, content: str) -> None:
+    src = tmp_path / "train.json"
+    src.write_text(content, encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(DataError) as err:
+        convert(src, out)
+    assert str(err.value) == f"{src}: no records: the file is empty or blank"
+    assert not out.exists()
+
+
+def test_input_without_a_training_record_fails_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_lines(tmp_path / "train.json", [LINES[1], LINES[2], LINES[3], LINES[7]])
+    out = tmp_path / "out.json"
+    argv = ["--src", str(src), "--out", str(out), "--skip-bad"]
+    assert iepile.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {src}: no training record among 4 records (bad_lines 1, not_ner 1, "
+        f"no_entity 1, no_mention_left 1): nothing to train on\n")
+    assert not out.exists()

@@ -360,3 +360,35 @@ def test_unknown_domain_lists_the_known_ones():
         load_domain("klingon")
     for domain in CROSSNER_DOMAINS:
         assert domain in str(info.value)
+
+
+# ---- labels that answer to the same word ------------------------------------------------------
+
+@pytest.mark.parametrize(("labels", "first", "second", "word"), [
+    # Two names equal up to case.
+    ("  org: {name: Organisation, definition: A company.}\n"
+     "  band: {name: organisation, definition: A music group.}\n", "org", "band", "organisation"),
+    # A name equal to another label's raw tag (calibration maps names and tags).
+    ("  person: {definition: A named human being.}\n"
+     "  musicalartist: {name: Person, definition: A performer.}\n",
+     "person", "musicalartist", "person"),
+    # Two raw tags equal up to case.
+    ("  band: {name: group, definition: A music group.}\n"
+     "  Band: {name: music band, definition: A music group again.}\n", "band", "Band", "band"),
+])
+def test_loader_rejects_labels_that_answer_to_the_same_word(tmp_path, labels, first, second,
+                                                             word):
+    path = _write(tmp_path / "domain.yaml", "labels:\n" + labels)
+    with pytest.raises(MappingError) as info:
+        load_domain(tmp_path)
+    assert str(info.value) == (
+        f"{path}: labels {first!r} and {second!r} both answer to {word!r} (names and tags match "
+        f"case-insensitively): one of them could never be predicted")
+
+
+def test_a_label_may_be_named_like_its_own_tag(tmp_path):
+    _write(tmp_path / "domain.yaml", "labels:\n"
+           "  person: {name: Person, definition: A named human being.}\n"
+           "  programlang: {name: programming language, definition: A language for code.}\n")
+    assert [label.name for label in load_domain(tmp_path).labels.values()] == [
+        "Person", "programming language"]

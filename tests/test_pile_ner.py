@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,56 @@ def test_real_uniner_file_grouped(tmp_path: Path) -> None:
     assert stats.mentions_read == 1624
     for record in records:
         assert len(json.loads(record["output"])) == 13  # every AI type, misc not asked
+
+
+# ---- bad inputs: bytes that are not UTF-8, empty inputs, nothing to train on ------------------
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("pile.json", ""), ("pile.json", "[]"), ("pile.json", " [ \n ] \n"), ("pile.jsonl", "\n\n"),
+])
+def test_empty_input_fails_naming_the_file(tmp_path: Path, name: str, content: str) -> None:
+    src = tmp_path / name
+    src.write_text(content, encoding="utf-8")
+    out = tmp_path / "out.json"
+    with pytest.raises(DataError) as err:
+        convert(src, out)
+    assert str(err.value) == f"{src}: no records: the file is empty or blank"
+    assert not out.exists()
+
+
+def test_input_without_a_passage_to_train_on_fails(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_jsonl(tmp_path / "pile.jsonl", [GOOD[2], BAD_PREFIX])  # no type; malformed
+    out = tmp_path / "out.json"
+    assert pile_ner.main(["--src", str(src), "--out", str(out), "--skip-bad"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {src}: no passage to train on (2 records, 1 skipped as bad, 1 passages "
+        f"without a type)\n")
+    assert not out.exists()
+
+
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path: Path) -> None:
+    good = json.dumps(GOOD[1]).encode()
+    lines = tmp_path / "pile.jsonl"
+    lines.write_bytes(good + b"\n" + good.replace(b"Paris", b"P\xe4ris") + b"\n")
+    with pytest.raises(DataError) as err:
+        convert(lines, tmp_path / "out.jsonl")
+    # Column 55: '{"conversations": [' (19) + '{"from": "human", ' (18) + '"value": "' (10)
+    # + 'Text: ' (6) + 'P' (1), then the Latin-1 "ä".
+    assert str(err.value) == (
+        f"{lines}:2: not UTF-8: byte 0xe4 at column 55 (invalid continuation byte); save the "
+        f"file as UTF-8")
+    array = tmp_path / "pile.json"
+    array.write_bytes(b"[" + good + b",\n" + good.replace(b"Paris", b"P\xe4ris") + b"]")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(array))}:2: not UTF-8: byte 0xe4"):
+        convert(array, tmp_path / "out.json")
+
+
+def test_bom_is_dropped(tmp_path: Path) -> None:
+    for name in ("pile.json", "pile.jsonl"):
+        src = tmp_path / name
+        body = json.dumps([GOOD[1]]) if name.endswith(".json") else json.dumps(GOOD[1]) + "\n"
+        src.write_bytes(b"\xef\xbb\xbf" + body.encode())
+        stats = convert(src, tmp_path / "out.json")
+        assert (stats.records_read, stats.passages_written) == (1, 1)
+        assert read_out(tmp_path / "out.json") == EXPECTED[1:]

@@ -23,9 +23,9 @@ def test_register_new_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(tmp_path)
     train = tmp_path / "data" / "train"
     train.mkdir(parents=True)
-    (train / "explorer.json").write_text("[]\n", encoding="utf-8")
+    (train / "explorer.json").write_text(f"[{json.dumps(RECORD)}]\n", encoding="utf-8")
     (train / "sub").mkdir()
-    (train / "sub" / "classifier.jsonl").write_text("", encoding="utf-8")
+    (train / "sub" / "classifier.jsonl").write_text(json.dumps(RECORD) + "\n", encoding="utf-8")
     (train / DATASET_INFO).write_text('{"other": {"file_name": "o.json"}, '
                                       '"samner_explorer": {"file_name": "stale.json"}}',
                                       encoding="utf-8")
@@ -44,23 +44,35 @@ def test_register_new_and_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_file_relative_to_dataset_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ds").mkdir()
-    (tmp_path / "ds" / "x.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "ds" / "x.jsonl").write_text(json.dumps(RECORD) + "\n", encoding="utf-8")
     assert register.register("ds", {"x": "x.jsonl"}) == {"x": entry("x.jsonl")}
 
 
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match="no such dataset file"):
         register.register(tmp_path, {"x": tmp_path / "missing.json"})
-    (tmp_path / "x.json").write_text("[]", encoding="utf-8")
+    (tmp_path / "x.json").write_text(f"[{json.dumps(RECORD)}]", encoding="utf-8")
     (tmp_path / DATASET_INFO).write_text("{broken", encoding="utf-8")
     with pytest.raises(DataError, match=r"dataset_info\.json:1: invalid JSON"):
         register.register(tmp_path, {"x": tmp_path / "x.json"})
     assert (tmp_path / DATASET_INFO).read_text(encoding="utf-8") == "{broken"  # untouched
 
 
+@pytest.mark.parametrize("content", ["", " \n\n", "[]", "\ufeff[ \n ]\n"],
+                         ids=["empty", "blank", "empty array", "BOM, spaced array"])
+def test_empty_dataset_file_is_refused(tmp_path: Path, content: str) -> None:
+    # An empty training set would only fail later, inside the training job (or train on nothing).
+    data = tmp_path / "x.json"
+    data.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        register.register(tmp_path, {"x": data})
+    assert str(err.value) == f"{data}: the dataset file holds no record (an empty training set)"
+    assert not (tmp_path / DATASET_INFO).exists()
+
+
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "x.json"
-    data.write_text("[]", encoding="utf-8")
+    data.write_text(f"[{json.dumps(RECORD)}]", encoding="utf-8")
     argv = ["--dataset-dir", str(tmp_path), f"samner_x={data}"]
     assert register.main(argv) == 0
     assert "registered samner_x -> x.json" in capsys.readouterr().out

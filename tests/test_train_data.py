@@ -257,3 +257,17 @@ def test_bad_arguments(tmp_path: Path) -> None:
     assert exc.value.code == 2
     with pytest.raises(ProjectError, match="roles must be among"):
         train_data.build(tmp_path, roles=("anchor",))
+
+
+@pytest.mark.parametrize("role", ["explorer", "classifier"])
+def test_empty_local_file_is_one_line_and_registers_nothing(
+        tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str], role: str) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("", encoding="utf-8")
+    out = tmp_path / "train"
+    flag = "--pile-ner" if role == "explorer" else "--iepile"
+    assert train_data.main(["--out", str(out), "--only", role, flag, str(empty)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line == f"error: {empty}: no records: the file is empty or blank"
+    assert not (out / DATASET_INFO).exists()
+    assert not (out / ("explorer.json" if role == "explorer" else "classifier.jsonl")).exists()
