@@ -310,3 +310,23 @@ def test_predictions_file_that_is_a_folder_is_a_one_line_error(tmp_path, convert
     assert run_cli(lambda: run_pipeline(config, backend=FakeBackend(oracle(gold)))) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and str(blocked) in err
+
+
+def test_extract_as_and_raw_tags_choose_what_the_extractors_are_asked(tmp_path,
+                                                                      converted_crossner,
+                                                                      own_domain):
+    from data_prep.mappings import load_domain
+    from eval.discovery import extractor_types
+
+    data = yaml.safe_load((own_domain / "domain.yaml").read_text())
+    data["labels"]["organisation"]["extract_as"] = "organization"
+    (own_domain / "domain.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    domain = load_domain(own_domain)
+    config = load_config(write_config(tmp_path, converted_crossner, domains=[str(own_domain)]))
+    names = extractor_types(domain, config)
+    assert "organization" in names and "organisation" not in names and "misc" not in names
+    assert len(names) == 12  # 13 labels but misc
+    path = write_config(tmp_path, converted_crossner, domains=[str(own_domain)])
+    raw = extractor_types(domain, load_config(path, ["extraction.type_names=raw_tag"]))
+    assert raw == [tag for tag in domain.labels if tag != "misc"]
+    assert "musicalartist" in raw
