@@ -18,6 +18,9 @@ LIMIT       ?=
 TP          ?=
 DP          ?=
 ABLATION    ?=
+# DRY_RUN=1: train-*/infer run every check and print the plan (launch command, shards, what is
+# missing) without training, starting an engine or building their data/model prerequisites
+DRY_RUN     ?=
 PILE_NER    ?=
 IEPILE      ?=
 MODEL       ?=
@@ -37,7 +40,7 @@ CROSSNER := $(DATA_DIR)/crossner
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
              DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL DEMO_CROSSNER \
-             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT
+             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
@@ -68,10 +71,12 @@ data-train: env-train  ## Pile-NER + IEPile → SFT data in $(DATA_DIR)/train (n
 	  $(if $(IEPILE),--iepile $(IEPILE)) $(if $(LIMIT),--limit $(LIMIT)) $(TRAIN_DATA_ARGS)
 
 train-explorer: env-train  ## LoRA explorer (RECIPE=recipes/train/...yaml, key=value overrides)
-	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/explorer-llama3-8b.yaml) $(OVERRIDES)
+	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/explorer-llama3-8b.yaml) \
+	  $(if $(DRY_RUN),--dry-run) $(OVERRIDES)
 
 train-classifier: env-train  ## LoRA archetype classifier (RECIPE=..., key=value overrides)
-	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/classifier-llama3-8b.yaml) $(OVERRIDES)
+	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/classifier-llama3-8b.yaml) \
+	  $(if $(DRY_RUN),--dry-run) $(OVERRIDES)
 
 models: env-infer  ## download the hub adapters a CONFIG names (e.g. the IEPile LoRA) to their paths
 	$(INFER_PY) -m tools.fetch_models --config $(CONFIG)
@@ -89,8 +94,10 @@ comma := ,
 CROSSNER_DOMAINS := ai literature music politics science
 INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS),$(subst $(comma), ,$(DOMAIN))),$(if $(findstring demo-cpu,$(CONFIG)),,all))
 
-infer: env-infer $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= key=value
-	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DOMAIN),--domains $(subst $(comma), ,$(DOMAIN))) \
+INFER_PREREQS = $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
+
+infer: env-infer $(if $(DRY_RUN),,$(INFER_PREREQS))  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= DRY_RUN= key=value
+	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(if $(DOMAIN),--domains $(subst $(comma), ,$(DOMAIN))) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(if $(DP),--dp $(DP)) \
 	  $(if $(TP),engine.tensor_parallel_size=$(TP)) $(if $(ABLATION),--ablation $(ABLATION)) \
 	  $(OVERRIDES)

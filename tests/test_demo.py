@@ -14,6 +14,7 @@ import pytest
 
 from data_prep.io import iter_jsonl
 from tests.conftest import CROSSNER_RAW, REPO
+from tests.test_gpu_smoke import needs_cpu_vllm
 
 LIMIT = 3
 STEPS = 2
@@ -37,6 +38,7 @@ def step_seconds(stdout: str) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@needs_cpu_vllm  # the demo's engine runs on CPU
 def test_make_demo_end_to_end_then_cached(venv_python, shared_data: Path,
                                           tmp_path: Path) -> None:
     for name in ("dev", "train", "infer"):

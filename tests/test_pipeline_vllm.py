@@ -16,9 +16,10 @@ import pytest
 from data_prep.io import iter_jsonl
 from eval.score import load_gold, load_predictions, score
 from tests.conftest import REPO
+from tests.test_gpu_smoke import needs_cpu_vllm
 from tools.offline_env import offline_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_cpu_vllm]
 LIMIT = 12
 
 
@@ -57,9 +58,13 @@ def test_three_stages_run_through_vllm_and_score(dp1_run, converted_crossner):
         records = [r for _, r in iter_jsonl(music / f"{stage}.jsonl")]
         assert len(records) == stages[stage]["requests"]
         assert all(r["adapter"] == stage.split("_")[1] for r in records)
-    # The anchor prompt is IEPile's: alpaca template around a JSON instruction string.
+    # The anchor prompt is IEPile's encoding: one BOS, system, "\n\n", then the instruction
+    # around IEPile's JSON query string (vLLM gets token ids, so it adds no second BOS).
     anchor = next(iter_jsonl(music / "stage1_anchor.jsonl"))[1]
-    expected = '### Instruction:\n{"instruction": "You are an expert in named entity'
+    assert anchor["prompt"].startswith("<|begin_of_text|>Below is an instruction that describes")
+    assert anchor["prompt"].count("<|begin_of_text|>") == 1
+    expected = ('completes the request.\n\n### Instruction:\n{"instruction": "You are an expert '
+                'in named entity')
     assert expected in anchor["prompt"]
     # Span-constrained extraction: everything parses, every mention is in its sentence.
     assert stages["stage1_discovery"]["not_in_sentence"] == 0

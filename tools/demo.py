@@ -31,6 +31,7 @@ from pathlib import Path
 
 from data_prep.cli import make_parser, run
 from data_prep.io import ProjectError
+from tools.envs import read_stamp
 from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,9 @@ def infer_command(domains: list[str], args) -> list[str]:
                "--domains", *domains, "--out", args.out, f"data_dir={args.data}",
                f"model={args.model}"]
     command += [f"{role}_adapter.path={adapters / role}" for role in ROLES]
+    if read_stamp(Path(venv_python("infer")).parents[1]).get("device") == "cuda":
+        # a GPU box builds the CUDA vLLM: two engines in one process would not free GPU memory
+        command.append("engine.single_process=false")
     if args.limit:
         command += ["--limit", str(args.limit)]
     if args.crossner_limit:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -65,6 +66,97 @@ SMOKE: dict[str, str] = {
 
 class EnvError(Exception):
     """An expected failure: reported as one clear message, never as a traceback."""
+
+
+# What the pinned stack needs from the machine, checked before an env is built so that an old
+# driver fails here with advice, not at the first engine start: torch 2.13 from PyPI is a CUDA 13
+# build and vllm 0.32 pins CUDA 13 kernels (README "GPU requirements").
+MIN_DRIVER = (580,)
+MIN_CAPABILITY = (7, 5)  # CUDA 13 builds dropped Volta (V100: 7.0) and Pascal (P100: 6.0)
+BF16_CAPABILITY = (8, 0)  # Ampere; the paper recipes and GPU inference configs use bf16
+MIN_GLIBC = (2, 31)  # the infer env's llguidance wheel is manylinux_2_31 (CPU and CUDA vLLM)
+OTHER_STACK = "use DEVICE=cpu, or pin another torch/vllm stack (older CUDA) in requirements/"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """"580.65.06" -> (580, 65, 6); "8.0" -> (8, 0); "2.31" -> (2, 31)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text))
+
+
+def host_problems(name: str, device: str, driver: str | None, capabilities: Sequence[str],
+                  glibc: str | None) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for building env `name` for `device` on a machine with this NVIDIA
+    driver version, these GPU compute capabilities and this glibc (None: unknown). Pure, so the
+    rules are tested with hand-made inputs; :func:`check_host` feeds it the real machine."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    if name == "infer" and glibc and _version(glibc) < MIN_GLIBC:
+        errors.append(f"glibc {glibc} is too old for the infer env: its vLLM needs glibc >= 2.31 "
+                      "(the llguidance wheel); use a newer OS image (Ubuntu 20.04+, Debian 11+, "
+                      "RHEL 9+)")
+    if device != "cuda" or name == "dev":
+        return errors, warnings
+    if driver is None:
+        warnings.append("nvidia-smi reported no driver version: cannot check the NVIDIA driver "
+                        "(CUDA 13 builds need >= 580) or the GPUs (compute capability >= 7.5) "
+                        "here; building anyway")
+        return errors, warnings
+    if _version(driver) < MIN_DRIVER:
+        errors.append(f"NVIDIA driver {driver} is too old: the pinned torch 2.13 and vllm 0.32 "
+                      "are CUDA 13 builds and need driver >= 580: upgrade the driver, or "
+                      f"{OTHER_STACK}")
+    lowest = min(capabilities, key=_version) if capabilities else None
+    if lowest and _version(lowest) < MIN_CAPABILITY:
+        errors.append(f"a GPU has compute capability {lowest}: the CUDA 13 builds of torch 2.13 "
+                      f"and vllm 0.32 need >= 7.5 (no V100, no Pascal): {OTHER_STACK}")
+    elif lowest and _version(lowest) < BF16_CAPABILITY:
+        warnings.append(f"a GPU has compute capability {lowest}, without bf16 (needs >= 8.0): "
+                        "train with the overrides bf16=false fp16=true and infer with "
+                        "engine.dtype=float16")
+    return errors, warnings
+
+
+NVIDIA_SMI = ["nvidia-smi", "--format=csv,noheader"]
+
+
+def query_gpus() -> tuple[str | None, list[str]]:
+    """(driver version, compute capability of each GPU) from nvidia-smi; (None, []) when it
+    cannot tell. Drivers older than compute_cap (R510) still report their version."""
+    for fields in ("driver_version,compute_cap", "driver_version"):
+        try:
+            r = subprocess.run([*NVIDIA_SMI, f"--query-gpu={fields}"], capture_output=True,
+                               text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None, []
+        rows = [[c.strip() for c in line.split(",")] for line in r.stdout.splitlines()]
+        rows = [row for row in rows if row[0] and _version(row[0])]
+        if r.returncode == 0 and rows:
+            return min((row[0] for row in rows), key=_version), [row[1] for row in rows
+                                                                  if len(row) > 1]
+    return None, []
+
+
+def glibc_version() -> str | None:
+    """This machine's glibc version ("2.36"), None when it is not glibc (musl) or unknown."""
+    try:
+        found = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
+    except (AttributeError, ValueError, OSError):
+        found = ""
+    if found.startswith("glibc "):
+        return found.split()[1]
+    lib, version = platform.libc_ver()
+    return version if lib == "glibc" and version else None
+
+
+def check_host(name: str, device: str) -> None:
+    """Refuse (EnvError) to build an env this machine cannot run; print the warnings."""
+    driver, capabilities = query_gpus() if device == "cuda" and name != "dev" else (None, [])
+    errors, warnings = host_problems(name, device, driver, capabilities, glibc_version())
+    for warning in warnings:
+        print(f"warning: {warning}", flush=True)
+    if errors:
+        raise EnvError(f"not building the {name} env for {device} on this machine:\n  "
+                       + "\n  ".join(errors))
 
 
 def requirements_file(name: str, device: str) -> Path:
@@ -221,6 +313,7 @@ def create(name: str, device: str, prefix: Path) -> None:
         print(f"{venv}: up to date ({name}, device {device}), nothing to do")
         return
 
+    check_host(name, device)
     start = time.monotonic()
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     built_for = read_stamp(venv).get("device")

@@ -1,6 +1,6 @@
 """Check a LlamaFactory recipe, then train with ``llamafactory-cli train`` (runs in .venv/train).
 
-    python -m tools.train recipes/train/explorer-llama3-8b.yaml [key=value ...] [--check | --dry-run]
+    python -m tools.train recipes/train/explorer-llama3-8b.yaml [key=value ...] [--check|--dry-run]
 
 Everything that can be wrong with a recipe is caught here in seconds, before a model loads:
 unknown keys and bad values (LlamaFactory's own argument parser), an unknown chat template, a
@@ -106,7 +106,8 @@ def recipe_findings(recipe: dict[str, Any]) -> list[Finding]:
                              "first)", missing=True))
     dataset_dir = str(recipe.get("dataset_dir", "data"))
     names = [n.strip() for n in str(recipe.get("dataset", "")).split(",") if n.strip()]
-    if not (Path(dataset_dir) / "dataset_info.json").is_file():
+    remote = dataset_dir == "ONLINE" or dataset_dir.startswith("REMOTE:")
+    if not remote and not (Path(dataset_dir) / "dataset_info.json").is_file():
         found.append(Finding(f"training data not prepared: {dataset_dir}/dataset_info.json not "
                              "found (make data-train)", missing=True))
     else:
@@ -169,7 +170,7 @@ def model_notes(recipe: dict[str, Any]) -> list[str]:
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}{'es' if word.endswith('s') else 's'}"
+    return f"{count} {word}" if count == 1 else f"{count} {word}{'es' if word[-1] == 's' else 's'}"
 
 
 def _number(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -198,9 +199,10 @@ def plan_launch(recipe_path: str, overrides: list[str], recipe: dict[str, Any], 
     (default: every visible GPU) processes per node when FORCE_TORCHRUN is on or 2+ GPUs are
     visible; we turn it on for DeepSpeed too, which cannot run without it."""
     argv = ["llamafactory-cli", "train", recipe_path, *overrides]
-    if recipe.get("use_cpu"):  # a CPU recipe must not grab a GPU that happens to exist
-        return Launch(argv, "1 process on CPU", {"CUDA_VISIBLE_DEVICES": ""})
     forced = environ.get("FORCE_TORCHRUN", "0").lower() in ("true", "y", "1")
+    if recipe.get("use_cpu"):  # a CPU recipe must not grab a GPU that happens to exist
+        env = {"CUDA_VISIBLE_DEVICES": "", **({"FORCE_TORCHRUN": "0"} if forced else {})}
+        return Launch(argv, "1 process on CPU", env)
     if not (forced or gpus > 1 or recipe.get("deepspeed")):
         return Launch(argv, "1 process on 1 GPU" if gpus else "1 process; no GPU visible here")
     env = {"FORCE_TORCHRUN": "1", **{k: environ[k] for k in MULTI_NODE_VARS if k in environ}}
