@@ -114,21 +114,24 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
     from data_prep.mappings import load_archetypes, load_domain
     from data_prep.records import load_sentences
     from eval import calibration, discovery
-    from eval.prompts import classifier_prompt, explorer_prompt
+    from eval.prompts import classifier_prompt
     from eval.templates import user_content
 
     domain, archetypes = load_domain(domain_name), load_archetypes()
     sentences = load_sentences(domain.sentences_path(config.data_dir))[: config.limit]
     types = discovery.extractor_types(domain, config)
-    chunks = discovery.type_chunks(types, config.anchor.split_num)
+
+    def extractor(name: str) -> list[tuple[str, str]]:
+        contents = discovery.PROMPT_FORMATS[config.extractors[name].prompt]
+        return [(f"{s.id}#{k}", content) for s in sentences
+                for k, (_, content) in enumerate(contents(types, s.text, config))]
+
     mediated = read_jsonl(ours / domain_name / "stage2_archetypes.jsonl")
     text = {s.id: s.text for s in sentences}
     preamble = calibration.domain_preamble(domain)
     return {
-        "anchor": [(f"{s.id}#{k}", discovery.anchor_content(config.anchor.instruction, chunk,
-                                                             s.text))
-                   for s in sentences for k, chunk in enumerate(chunks)],
-        "explorer": [(s.id, user_content(*explorer_prompt(types, s.text))) for s in sentences],
+        "anchor": extractor("anchor"),
+        "explorer": extractor("explorer"),
         "classifier": [(r["id"], user_content(*classifier_prompt(r["tagged"], archetypes.names)))
                        for r in mediated],
         "calibration": [(calibration.request_key(r["id"], mention),
@@ -174,10 +177,15 @@ def metrics_site(args: argparse.Namespace) -> Path | None:
 LF_TEMPLATE = {"iepile": "alpaca"}
 
 
+def role_adapter(config, role: str):
+    """The paper's roles in our config: two extractors and the classifier."""
+    return config.classifier_adapter if role == "classifier" else config.extractors[role]
+
+
 def predict_yaml(config, stage: str, domain: str, dataset_dir: Path, out: Path,
                  batch_size: int) -> dict[str, Any]:
     _, role, budget = STAGES[stage]
-    adapter = getattr(config, f"{role}_adapter") if role else None
+    adapter = role_adapter(config, role) if role else None
     recipe: dict[str, Any] = {"model_name_or_path": str(REPO / config.model)}
     if adapter:
         recipe["adapter_name_or_path"] = str(REPO / adapter.path)
@@ -209,7 +217,7 @@ def run_authors(args: argparse.Namespace, config, ours: Path, out: Path,
     if site:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     cli = str(args.venv / "train" / "bin" / "llamafactory-cli")
-    templates = {stage: getattr(config, f"{role}_adapter").template if role
+    templates = {stage: role_adapter(config, role).template if role
                  else config.calibrator_template for stage, (_, role, _) in STAGES.items()}
     contents = {domain: stage_contents(config, domain, ours) for domain in args.domains}
     for stage, (stage_file, _, _) in STAGES.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from data_prep.mappings import Domain
 from eval.config import InferenceConfig
@@ -68,7 +69,7 @@ def calibration_requests(items: Sequence[tuple[str, str, Sequence[tuple[str, str
             requests.append(Request(
                 request_key(sid, mention),
                 prompt_token_ids(tokenizer, config.calibrator_template, content),
-                None, config.sampling.max_tokens_calibrate, choices=names))
+                None, config.sampling.max_tokens_calibrate, choices=names, sentence=sid))
     return requests
 
 
@@ -82,6 +83,24 @@ def label_parser(domain: Domain):
         return (tag, "ok") if tag else (None, "invalid")
 
     return parse
+
+
+def collect(records: Mapping[str, Mapping[str, Any]] | None,
+            assigned: Mapping[str, Sequence[tuple[str, str]]], domain: Domain,
+            counts: Counter[str]) -> dict[str, list[str]]:
+    """The target label of each assigned mention: the calibrator's answer, or (no records:
+    calibration off; or an invalid answer, counted) the archetype's fallback label."""
+    labels: dict[str, list[str]] = {}
+    for sid, pairs in assigned.items():
+        labels[sid] = []
+        for mention, archetype in pairs:
+            tag = records[request_key(sid, mention)]["parsed"] if records is not None else None
+            if tag is None:
+                if records is not None:
+                    counts["invalid_label_to_fallback"] += 1
+                tag = fallback_label(domain, archetype, counts)
+            labels[sid].append(tag)
+    return labels
 
 
 def fallback_label(domain: Domain, archetype: str, counts: Counter[str]) -> str:

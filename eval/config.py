@@ -13,6 +13,7 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,19 @@ import yaml
 from data_prep.io import ProjectError, read_yaml_mapping
 from data_prep.mappings import MappingError, load_domain
 
-CCR_RULES = ("authors", "none", "all")
 CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
 # ``name``; the default) or the raw data tags such as "musicalartist" (the authors' code).
 TYPE_NAMES = ("label", "raw_tag")
+# How an extractor is asked (eval/discovery.py PROMPT_FORMATS): IEPile's NER query, the prompt
+# our explorer was trained on, or a plain zero-shot instruction for an untuned model.
+PROMPT_FORMATS = ("iepile", "explorer", "zero_shot")
+RESERVED_NAMES = ("classifier", "calibrator", "discovery")  # stage names, not extractors
+OLD_STYLE = {
+    "anchor_adapter": "extractors.anchor", "explorer_adapter": "extractors.explorer",
+    "ccr": "consensus (rule: ccr, corroborator: anchor; rule none -> union)",
+    "anchor": "iepile (instruction, split_num)",
+}
 
 
 class ConfigError(ProjectError):
@@ -46,7 +55,21 @@ class AdapterConfig:
 
 
 @dataclass
-class AnchorConfig:
+class ExtractorConfig(AdapterConfig):
+    """One stage-1 extractor: an adapter (``path`` "" = the base model itself, no adapter), the
+    template it was trained with, and how it is asked (``prompt``, see PROMPT_FORMATS)."""
+
+    prompt: str = "explorer"
+
+
+def paper_extractors() -> dict[str, ExtractorConfig]:
+    """The paper's pair: the precise IEPile anchor and the recall-oriented explorer."""
+    return {"anchor": ExtractorConfig(template="iepile", prompt="iepile"),
+            "explorer": ExtractorConfig(template="llama3", prompt="explorer")}
+
+
+@dataclass
+class IEPileConfig:
     # IEPile's English NER instruction (ie2instruction/convert/utils/instruction.py, key NER/en):
     # the exact interface the public IEPile LoRA was trained on, so it is quoted, not reworded.
     instruction: str = (
@@ -72,11 +95,13 @@ class ExtractionConfig:
 
 
 @dataclass
-class CCRConfig:
-    # authors: a one-token explorer mention survives only if the anchor found the same string;
-    # none: keep every explorer mention (the "w/o CCR" ablation); all: every explorer mention
-    # needs the anchor's corroboration.
-    rule: str = "authors"
+class ConsensusConfig:
+    # How the extractors' mentions are joined (eval/consensus.py RULES). ccr: the authors' CCR,
+    # a one-token mention of another extractor needs the corroborator's same string.
+    rule: str = "ccr"
+    corroborator: str = "anchor"  # ccr: the extractor whose strings corroborate
+    scope: str = "single_token"  # ccr/vote: which mentions need support (single_token | all)
+    min_votes: int = 2  # vote: how many extractors must have found a mention
 
 
 @dataclass
@@ -129,12 +154,12 @@ class InferenceConfig:
     model: str = ""
     model_revision: str = ""  # the Hub commit of `model` (a local dir has none)
     calibrator_template: str = "llama3"
-    anchor_adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    explorer_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    # stage 1, in order: name -> extractor (the names key stage files, LoRA slots and ablations)
+    extractors: dict[str, ExtractorConfig] = field(default_factory=paper_extractors)
     classifier_adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    iepile: IEPileConfig = field(default_factory=IEPileConfig)
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
-    ccr: CCRConfig = field(default_factory=CCRConfig)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -146,27 +171,29 @@ class InferenceConfig:
     domain_limits: dict[str, int] = field(default_factory=dict)
     output_dir: str = "runs/default"
 
+    def active_extractors(self) -> dict[str, ExtractorConfig]:
+        return {name: e for name, e in self.extractors.items() if e.enabled}
+
+    def adapters_by_role(self) -> dict[str, AdapterConfig]:
+        """Every enabled LoRA adapter by role (extractor names and "classifier"), whatever its
+        base model; an extractor without a ``path`` is the base model itself and has none."""
+        roles: dict[str, AdapterConfig] = {n: e for n, e in self.active_extractors().items()
+                                           if e.path}
+        if self.classifier_adapter.enabled:
+            roles["classifier"] = self.classifier_adapter
+        return roles
+
     def adapters(self, base: str | None = None) -> dict[str, AdapterConfig]:
         """Enabled adapters by role whose base model is ``base`` (default: ``model``); the
         calibrator is the frozen base and has none."""
         base = base or self.model
-        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
-                 "classifier": self.classifier_adapter}
-        return {role: a for role, a in roles.items()
-                if a.enabled and (a.base_model or self.model) == base}
-
-    def adapters_by_role(self) -> dict[str, AdapterConfig]:
-        """Every enabled adapter by role, whatever its base model."""
-        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
-                 "classifier": self.classifier_adapter}
-        return {role: a for role, a in roles.items() if a.enabled}
+        return {role: a for role, a in self.adapters_by_role().items()
+                if (a.base_model or self.model) == base}
 
     def foreign_bases(self) -> dict[str, str]:
-        """Roles whose adapter needs an engine of another base model: role -> base model."""
-        roles = {"anchor": self.anchor_adapter, "explorer": self.explorer_adapter,
-                 "classifier": self.classifier_adapter}
-        return {role: a.base_model for role, a in roles.items()
-                if a.enabled and a.base_model and a.base_model != self.model}
+        """Extractors that need an engine of another base model: name -> base model."""
+        return {name: e.base_model for name, e in self.active_extractors().items()
+                if e.base_model and e.base_model != self.model}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,6 +233,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        item = typing.get_args(hint)[1] if typing.get_args(hint) else Any
+        if dataclasses.is_dataclass(item):  # e.g. extractors: name -> ExtractorConfig
+            return {str(k): _build(item, v or {}, f"{where}.{k}") for k, v in value.items()}
         return value
     if hint is bool:
         if not isinstance(value, bool):
@@ -245,10 +275,33 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | os.PathLike[str], overrides: list[str] = ()) -> InferenceConfig:
+def read_config_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()
+                     ) -> dict[str, Any]:
+    """The config's mapping with overrides applied; an old-style config (fixed anchor/explorer
+    fields) is refused with how to convert it. Without an ``extractors`` section the paper's
+    pair is written in first, so ``extractors.anchor.enabled=false`` works on any config."""
+    data = read_yaml_mapping(path, ConfigError)
+    fresh = "extractors" not in data
+    data = apply_overrides(data, list(overrides))
+    old = [key for key in OLD_STYLE if key in data]
+    if old:
+        moves = "; ".join(f"{key} -> {OLD_STYLE[key]}" for key in old)
+        raise ConfigError(
+            f"{path}: old-style config ({', '.join(old)}): stage 1 is now a list of extractors. "
+            f"Move {moves}; each extractor needs `prompt` (iepile | explorer | zero_shot). "
+            "See recipes/infer/llama3-8b.yaml")
+    if fresh:  # overrides of single extractor fields refine the paper's pair, not replace it
+        given = data.pop("extractors", None) or {}
+        data["extractors"] = {name: dataclasses.asdict(e)
+                              for name, e in paper_extractors().items()}
+        for name, fields in given.items():
+            data["extractors"].setdefault(name, {}).update(fields or {})
+    return data
+
+
+def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> InferenceConfig:
     """Read, override and validate an inference config; raises :class:`ConfigError`."""
-    data = apply_overrides(read_yaml_mapping(path, ConfigError), list(overrides))
-    config = _build(InferenceConfig, data, "")
+    config = _build(InferenceConfig, read_config_data(path, overrides), "")
     validate(config, check_paths=config.engine.backend != "fake")
     return config
 
@@ -265,6 +318,40 @@ def adapter_rank(path: str | os.PathLike[str]) -> int:
         raise ConfigError(message) from None
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"{config_file}: cannot read the LoRA rank ({exc})") from None
+
+
+def _stage1_problems(config: InferenceConfig) -> list[str]:
+    """Extractor entries and the consensus rule, against the registries beside their code."""
+    from eval import consensus
+
+    problems = []
+    for name, extractor in config.extractors.items():
+        if name in RESERVED_NAMES or not name.replace("_", "").replace("-", "").isalnum():
+            problems.append(f"extractors.{name}: not a usable extractor name (letters, digits, "
+                            f"- and _; not one of {RESERVED_NAMES})")
+        if extractor.prompt not in PROMPT_FORMATS:
+            problems.append(f"extractors.{name}.prompt: unknown {extractor.prompt!r} "
+                            f"(known: {PROMPT_FORMATS})")
+        if extractor.hub_id and not extractor.path:
+            problems.append(f"extractors.{name}: hub_id needs a path to download to")
+    active = config.active_extractors()
+    if not active:
+        problems.append("extractors: stage 1 needs at least one enabled extractor")
+    rule = config.consensus
+    if rule.rule not in consensus.RULES:
+        problems.append(f"consensus.rule: unknown {rule.rule!r} (known: "
+                        f"{', '.join(consensus.RULES)})")
+        return problems
+    params = consensus.RULES[rule.rule].params
+    if "corroborator" in params and rule.corroborator not in config.extractors:
+        problems.append(f"consensus.corroborator: {rule.corroborator!r} is not an extractor "
+                        f"(extractors: {', '.join(config.extractors)})")
+    if "scope" in params and rule.scope not in consensus.SCOPES:
+        problems.append(f"consensus.scope: unknown {rule.scope!r} (known: {consensus.SCOPES})")
+    if "min_votes" in params and not 1 <= rule.min_votes <= max(len(active), 1):
+        problems.append(f"consensus.min_votes: {rule.min_votes} must be between 1 and the "
+                        f"{len(active)} enabled extractors")
+    return problems
 
 
 def _engine_and_sampling_problems(config: InferenceConfig) -> list[str]:
@@ -297,32 +384,31 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
     problems = []
     if not config.model and config.engine.backend != "fake":
         problems.append("model: no base model given")
-    for role, adapter in {"anchor_adapter": config.anchor_adapter,
-                          "explorer_adapter": config.explorer_adapter,
-                          "classifier_adapter": config.classifier_adapter}.items():
+    where = {**{name: f"extractors.{name}" for name in config.extractors},
+             "classifier": "classifier_adapter"}
+    templated = {**config.extractors, "classifier": config.classifier_adapter}
+    for role, adapter in templated.items():
         if adapter.enabled and adapter.template not in TEMPLATES:
-            problems.append(f"{role}.template: unknown {adapter.template!r} "
+            problems.append(f"{where[role]}.template: unknown {adapter.template!r} "
                             f"(known: {sorted(TEMPLATES)})")
-        if adapter.enabled and check_paths:
+    if check_paths:
+        for role, adapter in config.adapters_by_role().items():
             try:
                 adapter_rank(adapter.path)
             except ConfigError as exc:
-                problems.append(f"{role}.path: {exc}")
+                problems.append(f"{where[role]}.path: {exc}")
+    problems += _stage1_problems(config)
     if config.calibrator_template not in TEMPLATES:
         problems.append(f"calibrator_template: unknown {config.calibrator_template!r}")
-    if not (config.anchor_adapter.enabled or config.explorer_adapter.enabled):
-        problems.append("stage 1 needs the anchor or the explorer (both are disabled)")
     if config.classifier_adapter.base_model not in ("", config.model):
         problems.append("classifier_adapter.base_model: the classifier must share the "
                         "calibrator's base model (only extractors may use another one)")
     if not config.classifier_adapter.enabled:
         problems.append("classifier_adapter: stage 2 cannot be disabled")
-    if config.ccr.rule not in CCR_RULES:
-        problems.append(f"ccr.rule: unknown {config.ccr.rule!r} (known: {CCR_RULES})")
     if config.calibration.mode not in CALIBRATION_MODES:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
-    if config.anchor.split_num is not None and config.anchor.split_num < 1:
-        problems.append("anchor.split_num must be >= 1 or null (no split)")
+    if config.iepile.split_num is not None and config.iepile.split_num < 1:
+        problems.append("iepile.split_num must be >= 1 or null (no split)")
     if config.extraction.type_names not in TYPE_NAMES:
         problems.append(f"extraction.type_names: unknown {config.extraction.type_names!r} "
                         f"(known: {TYPE_NAMES})")

@@ -1,28 +1,32 @@
-"""Stage 1, entity discovery: anchor and explorer extractors, then CCR denoising.
+"""Stage 1, entity discovery: any number of extractors, then a consensus rule.
 
-* anchor (precision): the public IEPile LoRA, asked in IEPile's own NER format - a JSON string
-  ``{"instruction", "schema", "input"}`` - with the schema split as IEPile splits it
-  (:func:`type_chunks`); the chunks' answers are merged.
-* explorer (recall): our Pile-NER LoRA, asked with the prompt it was trained on
-  (:func:`eval.prompts.explorer_prompt`).
-* CCR: the explorer over-generates generic one-word nouns; under the authors' rule a one-token
-  explorer mention is kept only if the anchor found the same string (any type).
+Extractors are data (``extractors`` in the inference config); each is asked in one of the
+:data:`PROMPT_FORMATS`:
 
-Stage 1 is type-agnostic: a mention the model files under a key outside the schema is still a
-mention (kept, and counted as ``off_schema_mentions``). The result per sentence is a de-duplicated
-list of mention strings; mentions that do not occur in the sentence (as a whole word) are dropped
-and counted.
+* ``iepile``: IEPile's own NER query - a JSON string ``{"instruction", "schema", "input"}`` -
+  with the schema split as IEPile splits it (:func:`type_chunks`); the chunks' answers merge.
+  The paper's precision-oriented anchor (the public IEPile LoRA) is asked so.
+* ``explorer``: the prompt our Pile-NER explorer was trained on (:mod:`eval.prompts`).
+* ``zero_shot``: a plain instruction for a model nobody tuned (e.g. the base model itself).
+
+Their mention lists are joined by the configured rule of :mod:`eval.consensus` (the paper's CCR
+by default). Stage 1 is type-agnostic: a mention filed under a key outside the schema is still a
+mention (kept, and counted as ``off_schema_mentions``). The result per sentence is a
+de-duplicated list of mention strings; mentions that do not occur in the sentence (as a whole
+word) are dropped and counted. Request keys are ``<sentence id>#<chunk>``, private to this module.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from data_prep.mappings import Domain
 from data_prep.records import Sentence
+from eval import consensus
 from eval.config import InferenceConfig
 from eval.engine import Completion, Request
 from eval.parsing import parse_type_mentions
@@ -32,7 +36,7 @@ from eval.templates import get_template, prompt_token_ids, user_content
 
 
 def extractor_types(domain: Domain, config: InferenceConfig) -> list[str]:
-    """The type names both extractors are asked for: every label but misc (SPEC), as each
+    """The type names every extractor is asked for: every label but misc (SPEC), as each
     label's ``extract_as`` or ``name`` or, with ``extraction.type_names=raw_tag``, its raw tag."""
     raw = config.extraction.type_names == "raw_tag"
     return [tag if raw else (label.extract_as or label.name)
@@ -117,30 +121,52 @@ def span_grammar(types: Sequence[str], text: str, config: InferenceConfig) -> st
     ])
 
 
-def anchor_requests(sentences: Sequence[Sentence], types: Sequence[str], config: InferenceConfig,
-                    tokenizer) -> list[Request]:
-    template = config.anchor_adapter.template
-    chunks = type_chunks(types, config.anchor.split_num)
-    return [
-        Request(f"{s.id}#{k}", prompt_token_ids(
-            tokenizer, template, anchor_content(config.anchor.instruction, chunk, s.text)),
-            "anchor", config.sampling.max_tokens_extract, get_template(template).stop,
-            grammar=span_grammar(chunk, s.text, config))
-        for s in sentences for k, chunk in enumerate(chunks)
+def _iepile_contents(types: Sequence[str], text: str, config: InferenceConfig) -> list[tuple[
+        list[str], str]]:
+    """IEPile's NER query, one per chunk of IEPile's schema split: the user turn is JSON."""
+    return [(chunk, anchor_content(config.iepile.instruction, chunk, text))
+            for chunk in type_chunks(types, config.iepile.split_num)]
+
+
+def _explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
+                       ) -> list[tuple[list[str], str]]:
+    """The prompt our explorer was trained on (eval.prompts, shared with its SFT data)."""
+    return [(list(types), user_content(*explorer_prompt(types, text)))]
+
+
+ZERO_SHOT_INSTRUCTION = (
+    "List the named entities of the types below that occur in the text. Answer with one JSON "
+    "object that maps each type to the list of its entities, each copied exactly as it is "
+    "written in the text; a type without entities maps to an empty list. Answer with the JSON "
+    "object only."
+)
+
+
+def _zero_shot_contents(types: Sequence[str], text: str, config: InferenceConfig
+                        ) -> list[tuple[list[str], str]]:
+    """A plain instruction for an untuned model (e.g. the base model as a third extractor)."""
+    return [(list(types), f"{ZERO_SHOT_INSTRUCTION}\nTypes: "
+             f"{json.dumps(list(types), ensure_ascii=False)}\nText: {text}")]
+
+
+# How an extractor is asked: (types, sentence text, config) -> [(types asked, user content)];
+# eval.config.PROMPT_FORMATS lists these names for validation.
+PROMPT_FORMATS = {"iepile": _iepile_contents, "explorer": _explorer_contents,
+                  "zero_shot": _zero_shot_contents}
+
+
+def extractor_requests(name: str, sentences: Sequence[Sentence], types: Sequence[str],
+                       config: InferenceConfig, tokenizer) -> list[Request]:
+    """One extractor's requests: one per sentence, or per schema chunk (iepile)."""
+    extractor = config.extractors[name]
+    contents = PROMPT_FORMATS[extractor.prompt]
+    stop = get_template(extractor.template).stop
+    return [  # adapter = the extractor's name; one without a LoRA is the base model itself
+        Request(f"{s.id}#{k}", prompt_token_ids(tokenizer, extractor.template, content),
+                name, config.sampling.max_tokens_extract, stop,
+                grammar=span_grammar(chunk, s.text, config), sentence=s.id)
+        for s in sentences for k, (chunk, content) in enumerate(contents(types, s.text, config))
     ]
-
-
-def explorer_requests(sentences: Sequence[Sentence], types: Sequence[str],
-                      config: InferenceConfig, tokenizer) -> list[Request]:
-    template = config.explorer_adapter.template
-
-    def ids(text: str) -> list[int]:
-        return prompt_token_ids(tokenizer, template, user_content(*explorer_prompt(types, text)))
-
-    stop = get_template(template).stop
-    return [Request(s.id, ids(s.text), "explorer", config.sampling.max_tokens_extract, stop,
-                    grammar=span_grammar(types, s.text, config))
-            for s in sentences]
 
 
 def parse_extraction(types: Sequence[str]):
@@ -156,40 +182,29 @@ def parse_extraction(types: Sequence[str]):
     return parse
 
 
-def corroborated(mention: str, anchor: set[str], rule: str) -> bool:
-    """Whether CCR keeps an explorer mention (see :data:`eval.config.CCR_RULES`)."""
-    if rule == "none":
-        return True
-    if rule == "all":
-        return mention in anchor
-    return len(mention.split()) > 1 or mention in anchor  # authors' rule
+def collect(records: Mapping[str, Mapping[str, Any]], sentences: Sequence[Sentence]
+            ) -> dict[str, list[str]]:
+    """One extractor's mentions per sentence, its chunks' answers merged in order."""
+    found: dict[str, list[str]] = {s.id: [] for s in sentences}
+    for record in records.values():
+        found[record["id"]] += record["parsed"]["mentions"]
+    return {sid: list(dict.fromkeys(mentions)) for sid, mentions in found.items()}
 
 
 @dataclass
 class Discovery:
     id: str
-    anchor: list[str] = field(default_factory=list)
-    explorer: list[str] = field(default_factory=list)
-    ccr_dropped: list[str] = field(default_factory=list)
+    found: dict[str, list[str]] = field(default_factory=dict)  # extractor -> its mentions
+    consensus_dropped: list[str] = field(default_factory=list)
     not_in_sentence: list[str] = field(default_factory=list)
     mentions: list[str] = field(default_factory=list)
 
 
-def discover(sentence: Sentence, anchor: list[str] | None, explorer: list[str] | None,
-             rule: str) -> Discovery:
-    """Union of anchor mentions and CCR-kept explorer mentions that occur in the sentence.
-
-    Without an anchor (the "w/o anchor" ablation) nothing can corroborate, so CCR is skipped.
-    """
-    result = Discovery(sentence.id, list(anchor or []), list(explorer or []))
-    anchor_set = set(result.anchor)
-    kept = []
-    for mention in result.explorer:
-        if anchor is None or corroborated(mention, anchor_set, rule):
-            kept.append(mention)
-        else:
-            result.ccr_dropped.append(mention)
-    for mention in dict.fromkeys(result.anchor + kept):
+def discover(sentence: Sentence, found: Mapping[str, list[str]], settings: Any) -> Discovery:
+    """The consensus rule's mentions (eval.consensus) that occur in the sentence."""
+    result = Discovery(sentence.id, {name: list(m) for name, m in found.items()})
+    kept, result.consensus_dropped = consensus.apply(result.found, settings)
+    for mention in kept:
         if find_mention(sentence.text, mention) >= 0:
             result.mentions.append(mention)
         else:
@@ -200,9 +215,9 @@ def discover(sentence: Sentence, anchor: list[str] | None, explorer: list[str] |
 def discovery_counts(results: Sequence[Discovery]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for r in results:
-        counts["anchor_mentions"] += len(r.anchor)
-        counts["explorer_mentions"] += len(r.explorer)
-        counts["ccr_dropped"] += len(r.ccr_dropped)
+        for name, mentions in r.found.items():
+            counts[f"mentions_{name}"] += len(mentions)
+        counts["consensus_dropped"] += len(r.consensus_dropped)
         counts["not_in_sentence"] += len(r.not_in_sentence)
         counts["discovered"] += len(r.mentions)
     return counts

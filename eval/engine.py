@@ -20,13 +20,14 @@ from eval.templates import get_template
 
 @dataclass(frozen=True)
 class Request:
-    key: str  # unique within a stage: "<sentence id>" or "<sentence id>#<part>"
+    key: str  # unique within a stage; its format is private to the stage that makes it
     prompt_ids: list[int]
-    adapter: str | None  # role name of a LoRA adapter, None = the frozen base model
+    adapter: str | None  # the asking role (an extractor's name, "classifier"); None = calibrator
     max_tokens: int
     stop: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
     grammar: str | None = None  # structured output: an EBNF grammar the answer must follow
+    sentence: str = ""  # the sentence id the answer belongs to (saved records carry it)
 
 
 @dataclass
@@ -192,7 +193,8 @@ class VLLMBackend:
             for r in requests
         ]
         prompts = [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests]
-        loras = [self.loras[r.adapter] if r.adapter else None for r in requests]
+        # a role without a LoRA (an extractor that is the base model itself) gets none
+        loras = [self.loras.get(r.adapter) if r.adapter else None for r in requests]
         self.calls += 1
         outputs = self.llm.generate(prompts, params, lora_request=loras, use_tqdm=True)
         return [

@@ -30,18 +30,26 @@ from data_prep.cli import make_parser, run
 from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
 from data_prep.mappings import Domain, load_archetypes, load_domain
 from data_prep.records import Sentence, load_sentences
-from eval.config import ConfigError, InferenceConfig, load_config
+from eval.config import ConfigError, InferenceConfig, load_config, read_config_data
 from eval.prompts import PROMPT_VERSION
 
-STAGE_FILES = ("stage1_anchor", "stage1_explorer", "stage1_discovery", "stage2_classifier",
-               "stage2_archetypes", "stage3_calibration", "predictions")
-# The paper's ablations (Table 6), as config switches.
-ABLATIONS = {
-    "no-anchor": ["anchor_adapter.enabled=false"],
-    "no-explorer": ["explorer_adapter.enabled=false"],
-    "no-ccr": ["ccr.rule=none"],
-    "no-calibration": ["calibration.enabled=false"],
-}
+
+def ablations(extractors: list[str]) -> dict[str, list[str]]:
+    """The paper's ablations (Table 6) as config switches, generated from the config's
+    extractors: ``no-<extractor>`` for each, ``no-ccr`` (union) and ``no-calibration``."""
+    generated = {f"no-{name}": [f"extractors.{name}.enabled=false"] for name in extractors}
+    return generated | {"no-ccr": ["consensus.rule=union"],
+                        "no-calibration": ["calibration.enabled=false"]}
+
+
+def ablation_overrides(config_path: str, overrides: list[str], ablation: str) -> list[str]:
+    """The overrides of ``--ablation`` for this config; an unknown one lists the valid ones."""
+    extractors = read_config_data(config_path, overrides).get("extractors") or {}
+    known = ablations(list(extractors))
+    if ablation not in known:
+        raise ConfigError(f"--ablation {ablation}: not an ablation of {config_path} "
+                          f"(known: {', '.join(known)})")
+    return known[ablation]
 def lock_run_dir(out: Path):
     """Hold ``OUT/.lock`` for this process's lifetime; a second live run into OUT is refused.
     ``flock`` dies with its process, so a crashed run never leaves the directory stuck."""
@@ -174,10 +182,9 @@ def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:
         name = load_domain(ref).name
         order = {s.id: i for i, s in enumerate(domain_sentences(config, ref))}
         stats: list[dict[str, Any]] = []
-        for stage in STAGE_FILES:
+        stages = sorted({f.stem for d in shard_dirs for f in (d / name).glob("*.jsonl")})
+        for stage in stages:
             files = [d / name / f"{stage}.jsonl" for d in shard_dirs]
-            if not any(f.exists() for f in files):
-                continue
             records = [r for f in files if f.exists() for _, r in iter_jsonl(f)]
             if records and "hash" in records[0]:
                 records = list({r["hash"]: r for r in records}.values())
@@ -230,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N sentences per domain")
     parser.add_argument("--out", help="run directory (config: output_dir)")
     parser.add_argument("--dp", type=int, default=None, help="data-parallel engine processes")
-    parser.add_argument("--ablation", choices=sorted(ABLATIONS),
-                        help="switch one component off (output dir gets a -<ablation> suffix)")
+    parser.add_argument("--ablation", metavar="NAME",
+                        help="switch one component off: no-<extractor>, no-ccr, no-calibration "
+                             "(output dir gets a -<ablation> suffix)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (shards, GPUs, what is missing); start nothing")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # set by --dp for its children
@@ -249,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dp is not None:  # DP=0 is an error, never ignored
             overrides.append(f"engine.data_parallel_size={args.dp}")
         if args.ablation:
-            overrides.extend(ABLATIONS[args.ablation])
+            overrides.extend(ablation_overrides(args.config, overrides, args.ablation))
         if args.dry_run:  # eval/plan.py: checks and prints, writes nothing
             from eval.plan import dry_run
 

@@ -10,7 +10,8 @@ ignored.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from eval.config import InferenceConfig
 from eval.engine import Completion, Request
@@ -36,9 +37,19 @@ def classifier_requests(items: Sequence[tuple[str, str]], archetypes: Sequence[s
     return [
         Request(sid, prompt_token_ids(tokenizer, template,
                                       user_content(*classifier_prompt(tagged, archetypes))),
-                "classifier", config.sampling.max_tokens_classify, get_template(template).stop)
+                "classifier", config.sampling.max_tokens_classify, get_template(template).stop,
+                sentence=sid)
         for sid, tagged in items
     ]
+
+
+def collect(records: Mapping[str, Mapping[str, Any]],
+            tagged: Mapping[str, tuple[str, list[str]]], archetypes: Sequence[str],
+            counts: Counter[str]) -> dict[str, list[tuple[str, str]]]:
+    """(mention, archetype) per tagged sentence from the classifier's records (keyed by
+    sentence id); failures are counted into ``counts``."""
+    return {sid: assign_archetypes(mentions, records[sid]["parsed"], archetypes, counts)
+            for sid, (_, mentions) in tagged.items()}
 
 
 def parse_classification(request: Request, completion: Completion) -> tuple[list, str]:

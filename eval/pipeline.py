@@ -2,8 +2,8 @@
 
 Files written under ``OUT/<domain>/`` (LLM stages are resumable, see :mod:`eval.store`)::
 
-    stage1_anchor.jsonl      stage1_explorer.jsonl      LLM records: prompt, raw, parsed, status
-    stage1_discovery.jsonl   per sentence: anchor/explorer mentions, CCR drops, final mentions
+    stage1_<extractor>.jsonl LLM records of each extractor: prompt, raw, parsed, status
+    stage1_discovery.jsonl   per sentence: each extractor's mentions, consensus drops, the rest
     stage2_classifier.jsonl  LLM records
     stage2_archetypes.jsonl  per sentence: tagged text, (mention, archetype) pairs
     stage3_calibration.jsonl LLM records (absent when calibration is off)
@@ -68,9 +68,11 @@ def request_context(config: InferenceConfig, backend: Backend) -> dict[str, Any]
                        "extra": engine.extra}}
 
 
-# What a domain's step asks for: (stage name, requests, parser); answered with records by stage.
+# What a domain's step asks for: (stage name, requests, parser); answered, per stage, with its
+# records by request key and its counts (parse statuses, tokens, resume).
 StageAsk = tuple[str, Sequence[Request], Any]
-Steps = Generator[list[StageAsk], dict[str, dict[str, dict[str, Any]]], list[dict[str, Any]] | None]
+Answers = dict[str, tuple[dict[str, dict[str, Any]], Counter[str]]]
+Steps = Generator[list[StageAsk], Answers, list[dict[str, Any]] | None]
 
 
 class DomainRun:
@@ -88,79 +90,56 @@ class DomainRun:
         return StageCall(StageStore(self.out / f"{name}.jsonl"), requests, parse,
                          lambda r: tokenizer.decode(r.prompt_ids))
 
+    def take(self, answers: Answers, stage: str) -> dict[str, dict[str, Any]]:
+        """A stage's records by request key; its counts go to this domain's stats."""
+        records, self.stats[stage] = answers[stage]
+        return records
+
     def steps(self, sentences: Sequence[Sentence], only: str | None = None) -> Steps:
         config, domain, tokenizer = self.config, self.domain, self.backend.tokenizer
         types = discovery.extractor_types(domain, config)
-        parse_extraction = discovery.parse_extraction(types)
 
-        # Stage 1: anchor and explorer (one step: their requests share the engine's batches),
-        # then CCR.
-        asks: list[StageAsk] = []
-        if config.anchor_adapter.enabled and only in (None, "anchor"):
-            asks.append(("stage1_anchor", discovery.anchor_requests(
-                sentences, types, config, tokenizer), parse_extraction))
-        if config.explorer_adapter.enabled and only in (None, "explorer"):
-            asks.append(("stage1_explorer", discovery.explorer_requests(
-                sentences, types, config, tokenizer), parse_extraction))
-        answers = yield asks
-        anchor: dict[str, list[str]] | None = None
-        explorer: dict[str, list[str]] | None = None
-        if "stage1_anchor" in answers:
-            anchor = {s.id: [] for s in sentences}
-            for record in answers["stage1_anchor"].values():
-                anchor[record["id"]] += [m for m in record["parsed"]["mentions"]
-                                         if m not in anchor[record["id"]]]
-        if "stage1_explorer" in answers:
-            explorer = {sid: r["parsed"]["mentions"]
-                        for sid, r in answers["stage1_explorer"].items()}
+        # Stage 1: every extractor in one step (their requests share the engine's batches),
+        # then the consensus rule. ``only`` = one extractor on a foreign engine, then stop.
+        extractors = [name for name in config.active_extractors() if only in (None, name)]
+        answers = yield [(f"stage1_{name}", discovery.extractor_requests(
+            name, sentences, types, config, tokenizer), discovery.parse_extraction(types))
+            for name in extractors]
+        found_by = {name: discovery.collect(self.take(answers, f"stage1_{name}"), sentences)
+                    for name in extractors}
         if only:
             return None
-        found = [discovery.discover(s, anchor and anchor[s.id], explorer and explorer[s.id],
-                                    config.ccr.rule) for s in sentences]
+        found = [discovery.discover(s, {name: found_by[name][s.id] for name in extractors},
+                                    config.consensus) for s in sentences]
         self.stats["stage1_discovery"] = discovery.discovery_counts(found)
         write_jsonl(self.out / "stage1_discovery.jsonl", map(dataclasses.asdict, found))
 
         # Stage 2: archetypes of the tagged mentions.
-        archetype_names = self.archetypes.names
-        tagged = {}
-        for sentence, result in zip(sentences, found, strict=True):
-            if result.mentions:
-                tagged[sentence.id] = mediation.tag_sentence(sentence.text, result.mentions)
+        tagged = {s.id: mediation.tag_sentence(s.text, r.mentions)
+                  for s, r in zip(sentences, found, strict=True) if r.mentions}
         untagged = sum(len(r.mentions) - len(tagged.get(r.id, ("", []))[1]) for r in found)
         answers = yield [("stage2_classifier", mediation.classifier_requests(
-            [(sid, text) for sid, (text, _) in tagged.items()], archetype_names, config,
+            [(sid, text) for sid, (text, _) in tagged.items()], self.archetypes.names, config,
             tokenizer), mediation.parse_classification)]
-        records = answers["stage2_classifier"]
+        records = self.take(answers, "stage2_classifier")
         counts = self.stats["stage2_classifier"]
         counts["overlapping_mentions_not_tagged"] += untagged
-        assigned = {sid: mediation.assign_archetypes(mentions, records[sid]["parsed"],
-                                                     archetype_names, counts)
-                    for sid, (_, mentions) in tagged.items()}
+        assigned = mediation.collect(records, tagged, self.archetypes.names, counts)
         write_jsonl(self.out / "stage2_archetypes.jsonl", (
             {"id": sid, "tagged": tagged[sid][0], "archetypes": pairs}
             for sid, pairs in assigned.items()))
 
-        # Stage 3: target labels.
-        labels: dict[str, list[str]] = {}
+        # Stage 3: target labels (without calibration: each archetype's fallback label).
+        records = None
         if config.calibration.enabled:
             answers = yield [("stage3_calibration", calibration.calibration_requests(
                 [(s.id, s.text, assigned[s.id]) for s in sentences if s.id in assigned],
                 domain, self.archetypes.definitions, config, tokenizer),
                 calibration.label_parser(domain))]
-            records = answers["stage3_calibration"]
-            counts = self.stats["stage3_calibration"]
-            for sid, pairs in assigned.items():
-                labels[sid] = []
-                for mention, archetype in pairs:
-                    tag = records[calibration.request_key(sid, mention)]["parsed"]
-                    if tag is None:
-                        counts["invalid_label_to_fallback"] += 1
-                        tag = calibration.fallback_label(domain, archetype, counts)
-                    labels[sid].append(tag)
-        else:
-            counts = self.stats.setdefault("stage3_fallback", Counter())
-            labels = {sid: [calibration.fallback_label(domain, a, counts) for _, a in pairs]
-                      for sid, pairs in assigned.items()}
+            records = self.take(answers, "stage3_calibration")
+        counts = self.stats.setdefault(
+            "stage3_calibration" if records is not None else "stage3_fallback", Counter())
+        labels = calibration.collect(records, assigned, domain, counts)
 
         predictions = [
             {"id": s.id, "entities": [
@@ -178,10 +157,11 @@ class DomainRun:
 
 def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str | None = None
                 ) -> list[list[dict[str, Any]] | None]:
-    """Run domains in lockstep: each step's requests of EVERY domain (anchor and explorer
-    together in stage 1) go to the engine as one stream, so it batches across domains and
-    adapters and a run makes three generate streams, not four per domain. Records, resume and
-    stats stay per domain. All runs share one backend; returns each domain's predictions."""
+    """Run domains in lockstep: each step's requests of EVERY domain (all extractors together
+    in stage 1) go to the engine as one stream, so it batches across domains and adapters and a
+    run makes three generate streams, not several per domain. Records, resume and stats stay
+    per domain. All runs share one backend; returns each domain's predictions. This function
+    only sequences: each stage module builds its requests and reads its own records."""
     if not work:
         return []
     backend, config = work[0][0].backend, work[0][0].config
@@ -190,7 +170,7 @@ def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str 
     results: list[list[dict[str, Any]] | None] = [None] * len(work)
     asking: dict[int, list[StageAsk]] = {}
 
-    def advance(i: int, answers: dict[str, dict[str, dict[str, Any]]] | None) -> None:
+    def advance(i: int, answers: Answers | None) -> None:
         try:
             asking[i] = steps[i].send(answers)  # type: ignore[arg-type]
         except StopIteration as done:
@@ -207,10 +187,9 @@ def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str 
         label = f"{' + '.join(names)} [{domains}]"
         records, resumed = run_stages([call for _, _, call in calls], backend, context,
                                       config.engine.chunk_size, label)
-        answers: dict[int, dict[str, dict[str, dict[str, Any]]]] = defaultdict(dict)
+        answers: dict[int, Answers] = defaultdict(dict)
         for (i, name, _), stage_records, counts in zip(calls, records, resumed, strict=True):
-            answers[i][name] = stage_records
-            work[i][0].stats[name] = record_counts(stage_records) + counts
+            answers[i][name] = (stage_records, record_counts(stage_records) + counts)
         total = sum(resumed, Counter())
         print(f"{label}: {sum(len(r) for r in records)} requests - {total['reused']} saved "
               f"answers reused, {total['regenerated']} regenerated (request changed), "

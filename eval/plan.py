@@ -12,13 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.io import read_yaml_mapping
 from data_prep.mappings import CROSSNER_DOMAINS, load_domain
 from eval.config import (
-    ConfigError,
     InferenceConfig,
     _build,
-    apply_overrides,
+    read_config_data,
     validate,
 )
 from eval.placement import base_models, check_placement, visible_gpu_ids
@@ -28,8 +26,7 @@ TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-cl
 
 def load_unchecked(path: str, overrides: Sequence[str]) -> InferenceConfig:
     """The config validated like ``load_config`` except for the files later steps make."""
-    data = apply_overrides(read_yaml_mapping(path, ConfigError), list(overrides))
-    config = _build(InferenceConfig, data, "")
+    config = _build(InferenceConfig, read_config_data(path, overrides), "")
     validate(config, check_paths=False)
     return config
 
@@ -41,15 +38,15 @@ def _looks_local(model: str) -> bool:
 def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
     """What a real run needs and does not find, each with the command that makes it."""
     missing = []
-    for role in ("anchor", "explorer", "classifier"):
-        adapter = getattr(config, f"{role}_adapter")
-        if not adapter.enabled or (Path(adapter.path) / "adapter_config.json").is_file():
+    for role, adapter in config.adapters_by_role().items():
+        if (Path(adapter.path) / "adapter_config.json").is_file():
             continue
         if adapter.hub_id:
             how = f"fetch it: make models CONFIG={config_path}"
         else:
             how = f"train it: {TRAIN_TARGETS.get(role, 'see its recipe')}"
-        missing.append(f"{role}_adapter: {adapter.path} has no adapter_config.json ({how})")
+        where = "classifier_adapter" if role == "classifier" else f"extractors.{role}"
+        missing.append(f"{where}: {adapter.path} has no adapter_config.json ({how})")
     for model in base_models(config):
         if _looks_local(model) and not (Path(model) / "config.json").is_file():
             missing.append(f"model: {model} is not a local model dir (build or download it)")

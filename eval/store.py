@@ -129,7 +129,7 @@ def run_stages(calls: Sequence[StageCall], backend: Backend, context: Mapping[st
             for (i, request, digest), completion in zip(chunk, completions, strict=True):
                 parsed, status = calls[i].parse(request, completion)  # kept for inspection
                 records[i].append({
-                    "key": request.key, "id": request.key.split("#", 1)[0], "hash": digest,
+                    "key": request.key, "id": request.sentence or request.key, "hash": digest,
                     "adapter": request.adapter, "prompt": calls[i].describe(request),
                     "raw": completion.text, "parsed": parsed, "status": status,
                     "finish_reason": completion.finish_reason,

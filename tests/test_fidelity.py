@@ -13,15 +13,15 @@ PAPER = REPO / "recipes" / "infer" / "llama3-8b.yaml"
 AUTHORS = REPO / "recipes" / "infer" / "llama3-8b-authors.yaml"
 # setting -> the authors' value (docs/fidelity.md, "Differences with a switch")
 SWITCHES = {
-    "anchor_adapter.template": "llama3",
-    "anchor.split_num": None,
+    "extractors.anchor.template": "llama3",
+    "iepile.split_num": None,
     "extraction.type_names": "raw_tag",
     "sampling.temperature": 0.01,
     "sampling.top_p": 0.1,
     "sampling.repetition_penalty": 1.1,
 }
 ELSEWHERE = {  # where the authors' run keeps its own files
-    "explorer_adapter.path": "saves/llama3-8b/lora/explorer-authors",
+    "extractors.explorer.path": "saves/llama3-8b/lora/explorer-authors",
     "output_dir": "runs/llama3-8b-authors",
 }
 
@@ -43,7 +43,7 @@ def test_authors_config_is_the_paper_config_plus_the_documented_switches():
     assert changed == SWITCHES | ELSEWHERE
     # the paper config's values for the same settings: IEPile's encoding and split, greedy
     assert {k: paper[k] for k in SWITCHES} == {
-        "anchor_adapter.template": "iepile", "anchor.split_num": 6,
+        "extractors.anchor.template": "iepile", "iepile.split_num": 6,
         "extraction.type_names": "label", "sampling.temperature": 0.0, "sampling.top_p": 1.0,
         "sampling.repetition_penalty": 1.0}
 
@@ -53,4 +53,4 @@ def test_fidelity_doc_names_every_switch_and_the_explorer_epochs():
     for key in SWITCHES:
         assert f"{key}=" in doc, key
     assert "num_train_epochs=5.0" in doc
-    assert yaml.safe_load(AUTHORS.read_text())["explorer_adapter"]["path"] in doc
+    assert yaml.safe_load(AUTHORS.read_text())["extractors"]["explorer"]["path"] in doc

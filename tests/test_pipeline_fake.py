@@ -126,7 +126,7 @@ def test_malformed_outputs_are_counted_never_fatal(tmp_path, converted_crossner)
     assert stats["stage1_explorer"]["off_schema_types"] == 5
     assert stats["stage1_explorer"]["off_schema_mentions"] == 5
     assert stats["stage1_discovery"]["not_in_sentence"] >= 1  # "Nonexistent Band"
-    assert stats["stage1_discovery"]["ccr_dropped"] >= 1  # one-token "the" without the anchor
+    assert stats["stage1_discovery"]["consensus_dropped"] >= 1  # one-token "the", no anchor
     assert stats["stage2_classifier"]["unknown_archetype_to_misc"] >= 1  # "planet"
     assert stats["stage2_classifier"]["answer_mention_not_tagged"] >= 1  # "ghost"
     assert stats["stage2_classifier"]["omitted_to_misc"] >= 1
@@ -173,9 +173,13 @@ def test_resume_never_recomputes_and_gives_identical_predictions(tmp_path, conve
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("ccr.rul=none", "unknown key 'rul' .*did you mean 'rule'"),
-    ("ccr.rule=sometimes", "ccr.rule: unknown 'sometimes'"),
-    ("anchor_adapter.template=llama2", "unknown 'llama2'"),
+    ("consensus.rul=union", "unknown key 'rul' .*did you mean 'rule'"),
+    ("consensus.rule=sometimes", "consensus.rule: unknown 'sometimes' .known: ccr, union, "
+     "intersection, vote."),
+    ("consensus.corroborator=oracle", "consensus.corroborator: 'oracle' is not an extractor"),
+    ("consensus.scope=most", "consensus.scope: unknown 'most'"),
+    ("extractors.explorer.prompt=chat", "extractors.explorer.prompt: unknown 'chat'"),
+    ("extractors.anchor.template=llama2", "unknown 'llama2'"),
     ("domains=[jazz]", "unknown domain 'jazz'"),
     ("limit=zero", "limit: expected a number"),
     ("classifier_adapter.enabled=false", "stage 2 cannot be disabled"),
@@ -187,7 +191,7 @@ def test_resume_never_recomputes_and_gives_identical_predictions(tmp_path, conve
     ("sampling.max_tokens_extract=0", "sampling.max_tokens_extract must be >= 1, got 0"),
     ("sampling.temperature=-0.5", "sampling.temperature must be >= 0, got -0.5"),
     ("sampling.top_p=0", r"sampling.top_p must be in \(0, 1\], got 0"),
-    ("anchor.split_num=0", "anchor.split_num must be >= 1 or null"),
+    ("iepile.split_num=0", "iepile.split_num must be >= 1 or null"),
     ("extraction.type_names=tags", "extraction.type_names: unknown 'tags'"),
 ])
 def test_config_errors_before_any_model(tmp_path, converted_crossner, override, message):
@@ -197,13 +201,13 @@ def test_config_errors_before_any_model(tmp_path, converted_crossner, override, 
 
 def test_missing_adapter_is_reported_for_a_real_backend(tmp_path, converted_crossner):
     path = write_config(tmp_path, converted_crossner)
-    with pytest.raises(ConfigError, match=r"anchor_adapter\.path: .*no adapter_config\.json"):
-        load_config(path, ["engine.backend=vllm", f"anchor_adapter.path={tmp_path}/none"])
+    with pytest.raises(ConfigError, match=r"extractors\.anchor\.path: .*no adapter_config\.json"):
+        load_config(path, ["engine.backend=vllm", f"extractors.anchor.path={tmp_path}/none"])
 
 
 @pytest.mark.parametrize(("switch", "absent"), [
-    ("anchor_adapter.enabled=false", "stage1_anchor.jsonl"),
-    ("explorer_adapter.enabled=false", "stage1_explorer.jsonl"),
+    ("extractors.anchor.enabled=false", "stage1_anchor.jsonl"),
+    ("extractors.explorer.enabled=false", "stage1_explorer.jsonl"),
     ("calibration.enabled=false", "stage3_calibration.jsonl"),
 ])
 def test_ablation_switches(tmp_path, converted_crossner, switch, absent):
@@ -223,7 +227,7 @@ def test_extractor_on_another_base_model_runs_first_on_its_own_engine(tmp_path,
     closed before the main one starts, and the main engine never sees an anchor request."""
     gold = gold_by_text(converted_crossner)
     config = load_config(write_config(tmp_path, converted_crossner),
-                         ["anchor_adapter.base_model=llama3-base"])
+                         ["extractors.anchor.base_model=llama3-base"])
     built: dict[str, FakeBackend] = {}
 
     def make(cfg, model):

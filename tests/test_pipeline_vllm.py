@@ -17,6 +17,7 @@ from data_prep.io import iter_jsonl
 from eval.score import load_gold, load_predictions, score
 from tests.conftest import REPO
 from tests.test_gpu_smoke import needs_cpu_vllm
+from tools.demo import ADAPTER_KEY
 from tools.offline_env import offline_env
 
 pytestmark = [pytest.mark.slow, needs_cpu_vllm]
@@ -28,7 +29,7 @@ def infer(venv_python, tiny_assets: Path, data_dir: Path, out: Path, *extra: str
                "--config", "recipes/infer/tiny-cpu.yaml", "--domains", "music",
                "--limit", str(LIMIT), "--out", str(out),
                f"model={tiny_assets / 'models' / 'tiny-llama'}", f"data_dir={data_dir}",
-               *(f"{role}_adapter.path={tiny_assets / 'saves' / 'tiny' / 'lora' / role}"
+               *(f"{ADAPTER_KEY[role]}.path={tiny_assets / 'saves' / 'tiny' / 'lora' / role}"
                  for role in ("anchor", "explorer", "classifier")), *extra]
     env = offline_env()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,

@@ -25,6 +25,7 @@ from eval.placement import (
 )
 from tests.conftest import REPO
 from tools import fetch_models
+from tools.demo import ADAPTER_KEY
 
 EIGHT = [str(i) for i in range(8)]
 
@@ -188,7 +189,7 @@ def dry_run(tmp_path: Path, mask: str, *extra: str) -> subprocess.CompletedProce
     command = [sys.executable, "-m", "eval.infer", "--config", "recipes/infer/llama3-8b.yaml",
                "--dry-run", "--domains", "music", "ai", "--out", str(tmp_path / "out"),
                f"data_dir={tmp_path / 'data'}",
-               *(f"{role}_adapter.path={tmp_path / role}"
+               *(f"{ADAPTER_KEY[role]}.path={tmp_path / role}"
                  for role in ("anchor", "explorer", "classifier")), *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), FAKE_GPUS_ENV: "4",
            "CUDA_VISIBLE_DEVICES": mask}
@@ -199,9 +200,9 @@ def dry_run(tmp_path: Path, mask: str, *extra: str) -> subprocess.CompletedProce
 def missing_lines(tmp_path: Path) -> list[str]:
     config = "recipes/infer/llama3-8b.yaml"
     return [
-        f"missing: anchor_adapter: {tmp_path / 'anchor'} has no adapter_config.json (fetch it: "
+        f"missing: extractors.anchor: {tmp_path / 'anchor'} has no adapter_config.json (fetch it: "
         f"make models CONFIG={config})",
-        f"missing: explorer_adapter: {tmp_path / 'explorer'} has no adapter_config.json (train "
+        f"missing: extractors.explorer: {tmp_path / 'explorer'} has no adapter_config.json (train "
         "it: make train-explorer)",
         f"missing: classifier_adapter: {tmp_path / 'classifier'} has no adapter_config.json "
         "(train it: make train-classifier)",
@@ -263,10 +264,10 @@ def test_shipped_gpu_configs_pin_every_download(path: str, tmp_path: Path) -> No
     config = yaml.safe_load((REPO / path).read_text(encoding="utf-8"))
     assert fetch_models.SHA.fullmatch(config["model_revision"])
     assert len(config["model_revision"]) == 40
-    config["anchor_adapter"]["path"] = str(tmp_path / "anchor")
-    wanted = fetch_models.missing_adapters(
-        {"anchor_adapter": config["anchor_adapter"]}, path)
-    assert wanted == {"anchor_adapter": (IEPILE, str(tmp_path / "anchor"), "42ffeae")}
+    anchor = config["extractors"]["anchor"]
+    anchor["path"] = str(tmp_path / "anchor")
+    wanted = fetch_models.missing_adapters({"extractors": {"anchor": anchor}}, path)
+    assert wanted == {"extractors.anchor": (IEPILE, str(tmp_path / "anchor"), "42ffeae")}
 
 
 @pytest.mark.parametrize(("revision", "shown"), [("", "not set"), ("main", "main")])

@@ -152,7 +152,7 @@ def test_what_changes_an_answer_regenerates_it(tmp_path, converted_crossner, own
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"r": 64}')
     (adapter / "adapter_model.bin").write_bytes(b"weights v1")
-    overrides = [f"anchor_adapter.path={adapter}"]
+    overrides = [f"extractors.anchor.path={adapter}"]
     gold = gold_by_text(converted_crossner)
     run(tmp_path, converted_crossner, own_domain, oracle(gold), overrides)
     out = tmp_path / "run"
@@ -199,7 +199,7 @@ def test_a_calibration_answer_belongs_to_its_mention(tmp_path, converted_crossne
             return json.dumps({t: [m for m in ms if m != first] for t, ms in value.items()})
         return answer
 
-    run(tmp_path, converted_crossner, own_domain, respond, ["anchor_adapter.enabled=false"])
+    run(tmp_path, converted_crossner, own_domain, respond, ["extractors.anchor.enabled=false"])
     out = tmp_path / "run"
     before = [r for _, r in iter_jsonl(out / "mymusic" / "predictions.jsonl")]
     calibrated = stats(out, "mymusic")["stage3_calibration"]["requests"]

@@ -14,7 +14,7 @@ from data_prep.io import DataError
 from data_prep.mappings import load_archetypes, load_domain
 from data_prep.records import load_sentences
 from data_prep.samples import annotated
-from eval.config import AnchorConfig
+from eval.config import IEPileConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data_prep" / "samples"
@@ -162,7 +162,7 @@ def test_iepile_sample_layout():
     for record, instruction, output in records:
         assert set(record) == {"task", "source", "instruction", "output"}
         assert record["task"] == "NER" and record["source"] == "samner_sample"
-        assert instruction["instruction"] == AnchorConfig().instruction  # IEPile's, quoted
+        assert instruction["instruction"] == IEPileConfig().instruction  # IEPile's, quoted
         assert 1 <= len(instruction["schema"]) <= 6
         assert list(output) == instruction["schema"]  # keys in schema order, none missing
         for type_name, mentions in output.items():

@@ -107,7 +107,8 @@ from eval.templates import TEMPLATES, prompt_token_ids
 tok = AutoTokenizer.from_pretrained({str(tiny_model)!r})
 messages = [{{"role": "user", "content": {CONTENT!r}}}, {{"role": "assistant", "content": "x"}}]
 print(json.dumps({{name: [LF[name].encode_oneturn(tok, messages)[0],
-                          prompt_token_ids(tok, name, {CONTENT!r})] for name in TEMPLATES}}))
+                          prompt_token_ids(tok, name, {CONTENT!r})]
+                   for name in TEMPLATES if name in LF}}))  # iepile: tested below
 """
     result = run_json(venv_python("train"), script)
     assert sorted(result) == ["alpaca", "llama3", "qwen"]
@@ -118,11 +119,11 @@ print(json.dumps({{name: [LF[name].encode_oneturn(tok, messages)[0],
 IEPILE_SCRIPT = """
 import json, sys
 from transformers import AutoTokenizer
-from eval.config import AnchorConfig
+from eval.config import IEPileConfig
 from eval.discovery import anchor_content
 from eval.templates import prompt_token_ids
 tok = AutoTokenizer.from_pretrained(sys.stdin.read().strip())
-query = anchor_content(AnchorConfig().instruction, ["person", "location", "organisation"],
+query = anchor_content(IEPileConfig().instruction, ["person", "location", "organisation"],
                        "Ada Lovelace was born in London .")
 enc = lambda text: tok.encode(text, add_special_tokens=False)
 # IEPile's encoder, restated: bos + system + sep + prompt, each piece encoded on its own

@@ -38,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = "recipes/infer/demo-cpu.yaml"
 SAMPLE_DOMAIN = "gadgets"
 ROLES = ("anchor", "explorer", "classifier")
+# where each demo adapter's path lives in the inference config
+ADAPTER_KEY = {"anchor": "extractors.anchor", "explorer": "extractors.explorer",
+               "classifier": "classifier_adapter"}
 
 
 def venv_python(name: str) -> str:
@@ -64,7 +67,7 @@ def infer_command(domains: list[str], args) -> list[str]:
     command = [venv_python("infer"), "-m", "eval.infer", "--config", CONFIG,
                "--domains", *domains, "--out", args.out, f"data_dir={args.data}",
                f"model={args.model}"]
-    command += [f"{role}_adapter.path={adapters / role}" for role in ROLES]
+    command += [f"{ADAPTER_KEY[role]}.path={adapters / role}" for role in ROLES]
     if read_stamp(Path(venv_python("infer")).parents[1]).get("device") == "cuda":
         # a GPU box builds the CUDA vLLM: two engines in one process would not free GPU memory
         command.append("engine.single_process=false")

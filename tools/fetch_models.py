@@ -25,11 +25,14 @@ SHA = re.compile(r"[0-9a-f]{7,40}")
 
 def missing_adapters(config: dict, config_path: str = "the config"
                      ) -> dict[str, tuple[str, str, str]]:
-    """role -> (hub id, local path, revision) for enabled adapters not on disk yet."""
+    """where -> (hub id, local path, revision) for enabled adapters not on disk yet (the
+    ``*_adapter`` sections and every ``extractors`` entry with a path)."""
     wanted = {}
-    for key, adapter in config.items():
-        if not (key.endswith("_adapter") and isinstance(adapter, dict)):
-            continue
+    entries = [(key, a) for key, a in config.items() if key.endswith("_adapter")]
+    entries += [(f"extractors.{name}", e) for name, e in (config.get("extractors") or {}).items()]
+    for key, adapter in entries:
+        if not isinstance(adapter, dict) or not adapter.get("path", ""):
+            continue  # an extractor without a path is the base model itself
         path = adapter.get("path", "")
         if adapter.get("enabled", True) and not (Path(path) / "adapter_config.json").is_file():
             hub_id = adapter.get("hub_id")
