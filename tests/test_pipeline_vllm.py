@@ -24,10 +24,11 @@ pytestmark = [pytest.mark.slow, needs_cpu_vllm]
 LIMIT = 12
 
 
-def infer(venv_python, tiny_assets: Path, data_dir: Path, out: Path, *extra: str) -> str:
+def infer(venv_python, tiny_assets: Path, data_dir: Path, out: Path, *extra: str,
+          config: str = "recipes/infer/tiny-cpu.yaml", limit: int = LIMIT) -> str:
     command = [str(venv_python("infer")), "-m", "eval.infer",
-               "--config", "recipes/infer/tiny-cpu.yaml", "--domains", "music",
-               "--limit", str(LIMIT), "--out", str(out),
+               "--config", config, "--domains", "music",
+               "--limit", str(limit), "--out", str(out),
                f"model={tiny_assets / 'models' / 'tiny-llama'}", f"data_dir={data_dir}",
                *(f"{ADAPTER_KEY[role]}.path={tiny_assets / 'saves' / 'tiny' / 'lora' / role}"
                  for role in ("anchor", "explorer", "classifier")), *extra]
@@ -104,3 +105,47 @@ def test_data_parallel_two_engines_match_one(venv_python, tiny_assets, converted
     one = (dp1_run / "music" / "predictions.jsonl").read_text()
     two = (out / "music" / "predictions.jsonl").read_text()
     assert two == one
+
+
+def per_sentence(run: Path, sentences: int) -> tuple[float, float]:
+    """(LLM requests, generated tokens) per sentence over every stage of a run."""
+    stages = json.loads((run / "music" / "stats.json").read_text())["stages"]
+    llm = [v for k, v in stages.items() if "requests" in v]
+    return (sum(v["requests"] for v in llm) / sentences,
+            sum(v["output_tokens"] for v in llm) / sentences)
+
+
+def test_three_extractors_vote_through_vllm_with_diagnostics(venv_python, tiny_assets,
+                                                              converted_crossner, tmp_path):
+    """recipes/infer/tiny-cpu-ensemble.yaml: anchor, explorer and the untuned base model (no
+    LoRA) on one engine in one stream, joined by a vote; the report's diagnostics name all
+    three; the third extractor's ablation runs without its requests."""
+    ensemble = "recipes/infer/tiny-cpu-ensemble.yaml"
+    two, three = tmp_path / "two", tmp_path / "three"
+    infer(venv_python, tiny_assets, converted_crossner.parent, two, limit=5)
+    infer(venv_python, tiny_assets, converted_crossner.parent, three, config=ensemble, limit=5)
+    stages = json.loads((three / "music" / "stats.json").read_text())["stages"]
+    assert [stages[f"stage1_{n}"]["requests"] for n in ("anchor", "explorer", "base")] == [
+        10, 5, 5]
+    base = [r for _, r in iter_jsonl(three / "music" / "stage1_base.jsonl")]
+    assert all(r["adapter"] == "base" and "Types: [" in r["prompt"] for r in base)
+    engine = json.loads((three / "engine_stats.json").read_text())
+    assert engine["generate_calls"] == 3  # one stream per step, the third extractor included
+    (r2, t2), (r3, t3) = per_sentence(two, 5), per_sentence(three, 5)
+    print(f"requests, generated tokens per sentence: 2 extractors {r2:.2f}, {t2:.1f}; "
+          f"3 extractors {r3:.2f}, {t3:.1f}")
+    report = subprocess.run(
+        [str(venv_python("dev")), "-m", "eval.report", "--run", str(three), "--data",
+         str(converted_crossner)], capture_output=True, text=True, cwd=REPO, env=offline_env())
+    assert report.returncode == 0, report.stderr
+    md = (three / "report" / "report.md").read_text()
+    for name in ("anchor", "explorer", "base"):
+        assert f"| extractor `{name}` |" in md
+    assert "| **after consensus** |" in md
+    assert (three / "report" / "diagnostics_music.png").is_file()
+    ablated = tmp_path / "no-base"
+    infer(venv_python, tiny_assets, converted_crossner.parent, ablated, "--ablation", "no-base",
+          config=ensemble, limit=5)
+    assert not (ablated / "music" / "stage1_base.jsonl").exists()
+    assert json.loads((ablated / "music" / "stats.json").read_text())["stages"][
+        "stage1_anchor"]["requests"] == 10

@@ -1,7 +1,9 @@
-"""Every command in README.md is exercised by a test or by CI, and the README matches the Makefile.
+"""Every command in README.md (and in the docs pages it moved material to, docs/cpu.md) is
+exercised by a test or by CI, and the README matches the Makefile.
 
-The fenced ```bash / ```sh / ``` blocks of the README are parsed into commands (continuation lines
-joined, comments dropped); non-command blocks must use another tag (```text, ```json, ```yaml).
+The fenced ```bash / ```sh / ``` blocks of those pages are parsed into commands (continuation lines
+joined, comments dropped); non-command blocks must use another tag (```text, ```json, ```yaml,
+```python).
 
 * ``make ...``: the target exists, every UPPER=value variable is one the Makefile declares (``?=``)
   and keeps out of the overrides it passes on (``MAKE_VARS``), named ``CONFIG=``/``RECIPE=`` files
@@ -14,9 +16,10 @@ joined, comments dropped); non-command blocks must use another tag (```text, ```
   command uses appears in the module's source.
 * anything else must be an allowlisted external program, each with the reason it is allowed.
 
-Plus: the first command block is exactly the two set-up commands, CI's last command is
-``make test``, inline ``make ...`` references name real targets and variables, and the README's
-tables cover every documented target and every variable.
+Plus: the README's first command block is exactly the two set-up commands, CI's last command is
+``make test``, inline ``make ...`` references name real targets and variables, the README's
+tables cover every documented target and every variable, and every relative link (file and
+``#anchor``) resolves.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import pytest
 from tests.conftest import REPO
 
 README = REPO / "README.md"
+# Pages whose commands are checked like the README's: README.md and where its material moved.
+COMMAND_DOCS = (README, REPO / "docs" / "cpu.md")
 MAKEFILE = REPO / "Makefile"
 CI_RUN = REPO / ".ci" / "run"
 
@@ -81,7 +86,8 @@ FLAG = re.compile(r"--[a-z][a-z0-9-]*")
 class Command:
     text: str  # the shell words re-joined (continuations joined, comments dropped)
     words: tuple[str, ...]  # shell words
-    block: int  # index of its fenced block among the command blocks
+    block: int  # index of its fenced block among its page's command blocks
+    page: str = "README.md"  # the page it is written in, relative to the repository
 
     @property
     def env(self) -> dict[str, str]:
@@ -121,7 +127,7 @@ def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
     return blocks
 
 
-def block_commands(lines: list[str], block: int) -> list[Command]:
+def block_commands(lines: list[str], block: int, page: str = "README.md") -> list[Command]:
     joined: list[str] = []
     pending = ""
     for line in lines:
@@ -137,14 +143,19 @@ def block_commands(lines: list[str], block: int) -> list[Command]:
             continue
         words = tuple(shlex.split(line, comments=True))
         if words:
-            commands.append(Command(shlex.join(words), words, block))
+            commands.append(Command(shlex.join(words), words, block, page))
     return commands
 
 
 def readme_commands() -> list[Command]:
-    blocks = [lines for lang, lines in fenced_blocks(README.read_text(encoding="utf-8"))
-              if lang in COMMAND_LANGS]
-    return [c for i, lines in enumerate(blocks) for c in block_commands(lines, i)]
+    """The commands of every page in :data:`COMMAND_DOCS`, in order."""
+    commands = []
+    for path in COMMAND_DOCS:
+        page = str(path.relative_to(REPO))
+        blocks = [lines for lang, lines in fenced_blocks(path.read_text(encoding="utf-8"))
+                  if lang in COMMAND_LANGS]
+        commands += [c for i, lines in enumerate(blocks) for c in block_commands(lines, i, page)]
+    return commands
 
 
 def makefile_text() -> str:
@@ -202,7 +213,8 @@ PYTHON_COMMANDS = [c for c in COMMANDS if python_module(c)]
 
 
 def ids(commands: list[Command]) -> list[str]:
-    return [" ".join(c.words)[:80] for c in commands]
+    return [(" ".join(c.words) if c.page == "README.md" else f"{c.page}: {' '.join(c.words)}")[:80]
+            for c in commands]
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -222,7 +234,7 @@ def test_readme_has_make_and_python_commands():
 
 
 def test_first_block_is_the_two_setup_commands():
-    first = [c.text for c in COMMANDS if c.block == 0]
+    first = [c.text for c in COMMANDS if c.page == "README.md" and c.block == 0]
     assert first == SETUP_COMMANDS, (
         f"README's first command block must be exactly {SETUP_COMMANDS}, found {first}")
 
@@ -313,11 +325,14 @@ def test_python_command_runs_a_repo_module(command: Command):
             assert f'"{flag}"' in source, f"{command.text!r}: {module} has no option {flag}"
 
 
+def outside_fences(path) -> str:
+    return re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
 def inline_spans() -> list[str]:
-    """Inline code spans outside fenced blocks."""
-    text = README.read_text(encoding="utf-8")
-    outside = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
-    return re.findall(r"`([^`\n]+)`", outside)
+    """Inline code spans outside fenced blocks, on every page of :data:`COMMAND_DOCS`."""
+    return [span for path in COMMAND_DOCS
+            for span in re.findall(r"`([^`\n]+)`", outside_fences(path))]
 
 
 def test_inline_make_references_are_real():
@@ -349,3 +364,25 @@ def test_readme_tables_cover_every_target_and_variable():
     variables = declared_variables()
     missing = sorted(v for v in variables if f"`{v}`" not in text)
     assert not missing, f"Makefile variables missing from README.md: {missing}"
+
+
+def anchors(path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation other than - and _ dropped, spaces -."""
+    headings = re.findall(r"^#+ (.+)$", outside_fences(path), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("page", COMMAND_DOCS, ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    """Material moved between pages keeps its links: every relative link's file exists and its
+    ``#anchor`` names a heading of that file."""
+    links = re.findall(r"\]\(([^)\s]+)\)", outside_fences(page))
+    assert links, f"{page.name} has no links"
+    for link in links:
+        if re.match(r"^[a-z]+://", link):
+            continue
+        target, _, anchor = link.partition("#")
+        path = (page.parent / target).resolve() if target else page
+        assert path.exists(), f"{page.name}: link {link!r}: {path} does not exist"
+        if anchor:
+            assert anchor in anchors(path), f"{page.name}: link {link!r}: no such heading"
