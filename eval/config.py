@@ -27,9 +27,6 @@ CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
 # ``name``; the default) or the raw data tags such as "musicalartist" (the authors' code).
 TYPE_NAMES = ("label", "raw_tag")
-# How an extractor is asked (eval/discovery.py PROMPT_FORMATS): IEPile's NER query, the prompt
-# our explorer was trained on, or a plain zero-shot instruction for an untuned model.
-PROMPT_FORMATS = ("iepile", "explorer", "zero_shot")
 RESERVED_NAMES = ("classifier", "calibrator", "discovery")  # stage names, not extractors
 OLD_STYLE = {
     "anchor_adapter": "extractors.anchor", "explorer_adapter": "extractors.explorer",
@@ -57,7 +54,8 @@ class AdapterConfig:
 @dataclass
 class ExtractorConfig(AdapterConfig):
     """One stage-1 extractor: an adapter (``path`` "" = the base model itself, no adapter), the
-    template it was trained with, and how it is asked (``prompt``, see PROMPT_FORMATS)."""
+    template it was trained with, and how it is asked (``prompt``: a name of
+    ``eval.discovery.PROMPT_FORMATS``)."""
 
     prompt: str = "explorer"
 
@@ -323,6 +321,7 @@ def adapter_rank(path: str | os.PathLike[str]) -> int:
 def _stage1_problems(config: InferenceConfig) -> list[str]:
     """Extractor entries and the consensus rule, against the registries beside their code."""
     from eval import consensus
+    from eval.discovery import PROMPT_FORMATS  # how an extractor is asked, registered there
 
     problems = []
     for name, extractor in config.extractors.items():
@@ -331,7 +330,7 @@ def _stage1_problems(config: InferenceConfig) -> list[str]:
                             f"- and _; not one of {RESERVED_NAMES})")
         if extractor.prompt not in PROMPT_FORMATS:
             problems.append(f"extractors.{name}.prompt: unknown {extractor.prompt!r} "
-                            f"(known: {PROMPT_FORMATS})")
+                            f"(known: {', '.join(PROMPT_FORMATS)})")
         if extractor.hub_id and not extractor.path:
             problems.append(f"extractors.{name}: hub_id needs a path to download to")
     active = config.active_extractors()

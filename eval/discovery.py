@@ -150,7 +150,7 @@ def _zero_shot_contents(types: Sequence[str], text: str, config: InferenceConfig
 
 
 # How an extractor is asked: (types, sentence text, config) -> [(types asked, user content)];
-# eval.config.PROMPT_FORMATS lists these names for validation.
+# the config's extractors.<name>.prompt is validated against these names.
 PROMPT_FORMATS = {"iepile": _iepile_contents, "explorer": _explorer_contents,
                   "zero_shot": _zero_shot_contents}
 
