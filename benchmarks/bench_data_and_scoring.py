@@ -1,6 +1,9 @@
-"""Time CrossNER conversion and scoring, and check that scoring scales linearly.
+"""Time CrossNER conversion and scoring, check that scoring scales linearly, and time the whole
+seven-dataset suite (CrossNER's five + MIT Movie + MIT Restaurant test sets, 6,470 sentences):
+convert, load and score in both modes, against a 3 s budget on 2 cores.
 
-    python -m benchmarks.bench_data_and_scoring [--src ../shared/data/crossner] [--repeat 5]
+    python -m benchmarks.bench_data_and_scoring [--src ../shared/data/crossner]
+                                                [--mit-src ../shared/data/mit] [--repeat 5]
 
 Prints medians over ``--repeat`` runs (this machine's speed swings with its neighbours, so read
 ratios measured in the same run, not absolute figures from different runs). Predictions come from
@@ -18,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from data_prep import crossner
+from data_prep import crossner, mit
 from data_prep.mappings import CROSSNER_DOMAINS
-from data_prep.records import load_sentences
+from data_prep.records import Sentence, load_sentences
 from eval import gazetteer
-from eval.score import load_predictions, score
+from eval.score import Prediction, load_predictions, score
 
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "crossner"
+DEFAULT_MIT_SRC = DEFAULT_SRC.parent / "mit"
+SUITE_BUDGET_S = 3.0
 
 
 def median_seconds(fn: Callable[[], object], repeat: int) -> float:
@@ -36,9 +41,57 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def convert_and_score_suite(src: Path, mit_src: Path, data: Path,
+                            preds: dict[str, list[Prediction]],
+                            laps: dict[str, list[float]] | None = None) -> int:
+    """What the 3 s budget covers: convert the seven test splits, load them, score both modes
+    (each step's seconds appended to ``laps`` when given)."""
+    laps = {} if laps is None else laps
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        laps.setdefault(name, []).append(now - clock)
+        clock = now
+
+    crossner.convert(src, data / "crossner", splits=("test",))
+    mit.convert(mit_src, data, splits=("test",))
+    lap("convert")
+    files = [data / "crossner" / d / "test.jsonl" for d in CROSSNER_DOMAINS]
+    files += [data / d / "test.jsonl" for d in mit.DOMAINS]
+    gold = [s for f in files for s in load_sentences(f)]
+    lap("load")
+    for mode in ("span", "string"):
+        score(gold, preds, mode)
+        lap(f"score {mode}")
+    return len(gold)
+
+
+def suite_predictions(src: Path, mit_src: Path, tmp: Path) -> dict[str, list[Prediction]]:
+    """Gazetteer predictions for the seven test sets (train, plus dev where there is one)."""
+    data = tmp / "suite-train"
+    crossner.convert(src, data / "crossner")
+    mit.convert(mit_src, data)
+    dirs = {d: data / "crossner" / d for d in CROSSNER_DOMAINS}
+    dirs.update({d: data / d for d in mit.DOMAINS})
+    preds: dict[str, list[Prediction]] = {}
+    for folder in dirs.values():
+        train: list[Sentence] = [s for split in ("train", "dev")
+                                 if (folder / f"{split}.jsonl").is_file()
+                                 for s in load_sentences(folder / f"{split}.jsonl")]
+        tagger = gazetteer.Gazetteer(train)
+        for sentence in load_sentences(folder / "test.jsonl"):
+            record = tagger.predict(sentence)
+            preds[record["id"]] = [(e["text"], e["type"]) for e in record["entities"]]
+    return preds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--src", type=Path, default=DEFAULT_SRC)
+    parser.add_argument("--mit-src", type=Path, default=DEFAULT_MIT_SRC,
+                        help="MIT dir (movie/, restaurant/); the suite timing needs it")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scale", type=int, default=10, help="replication factor for scaling")
     args = parser.parse_args()
@@ -70,6 +123,21 @@ def main() -> int:
         verdict = "OK" if load_and_score < 2.0 else "TOO SLOW"
         print(f"  load + score, span mode, 5 domains {load_and_score:7.3f} s  (target < 2 s: "
               f"{verdict})")
+
+        if not args.mit_src.is_dir():
+            print(f"seven-dataset suite: skipped (no MIT dir at {args.mit_src}; --mit-src)")
+            return 0
+        suite_preds = suite_predictions(args.src, args.mit_src, Path(tmp))
+        sentences = convert_and_score_suite(args.src, args.mit_src, Path(tmp) / "s", suite_preds)
+        laps: dict[str, list[float]] = {}
+        t_suite = median_seconds(lambda: convert_and_score_suite(
+            args.src, args.mit_src, Path(tmp) / "s", suite_preds, laps), args.repeat)
+        verdict = "OK" if t_suite < SUITE_BUDGET_S else "TOO SLOW"
+        print(f"seven test sets (CrossNER 5 + MIT Movie + MIT Restaurant): {sentences} sentences")
+        for name, seconds in laps.items():
+            print(f"  {name:<40} {statistics.median(seconds):7.3f} s")
+        print(f"  convert + load + score (span and string) {t_suite:7.3f} s  "
+              f"(target < {SUITE_BUDGET_S:.0f} s on 2 cores: {verdict})")
     return 0
 
 

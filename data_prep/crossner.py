@@ -51,15 +51,20 @@ class ConversionStats:
 
 
 def parse_bio(
-    path: str | os.PathLike[str], domain: str, split: str, repair: bool = False
+    path: str | os.PathLike[str], domain: str, split: str, repair: bool = False,
+    tag_first: bool = False,
 ) -> tuple[list[Sentence], ConversionStats]:
-    """Parse one CrossNER BIO file; ids are ``<domain>-<split>-<index>`` (stable, 0-based)."""
+    """Parse one BIO file; ids are ``<domain>-<split>-<index>`` (stable, 0-based).
+
+    Lines are ``token<TAB>tag`` (CrossNER) or, with ``tag_first``, ``tag<TAB>token`` (the
+    original MIT Movie/Restaurant layout, :mod:`data_prep.mit`); every other rule is shared."""
     stats = ConversionStats()
     sentences: list[Sentence] = []
     tokens: list[str] = []
     spans: list[Span] = []
     open_start: int | None = None
     open_type: str | None = None
+    layout = "tag<TAB>token" if tag_first else "token<TAB>tag"
 
     def close_entity() -> None:
         nonlocal open_start, open_type
@@ -83,8 +88,10 @@ def parse_bio(
             close_sentence()
             continue
         if "\t" not in line:
-            raise DataError(path, number, f"expected 'token<TAB>tag', got {line!r}")
+            raise DataError(path, number, f"expected {layout!r}, got {line!r}")
         token, tag = line.split("\t", 1)
+        if tag_first:
+            tag, token = token, tag
         tag = tag.strip()
         if not token:
             raise DataError(path, number, "empty token")
@@ -136,11 +143,13 @@ def convert(
     return results
 
 
-def check_published_counts(results: dict[tuple[str, str], ConversionStats]) -> list[str]:
-    """Describe every converted test split whose size differs from the published CrossNER one."""
+def check_published_counts(results: dict[tuple[str, str], ConversionStats],
+                           published: dict[str, tuple[int, int]] = EXPECTED_TEST_COUNTS
+                           ) -> list[str]:
+    """Describe every converted test split whose size differs from the published one."""
     problems = []
     for (domain, split), stats in results.items():
-        expected = EXPECTED_TEST_COUNTS.get(domain) if split == "test" else None
+        expected = published.get(domain) if split == "test" else None
         if expected and (stats.sentences, stats.entities) != expected:
             problems.append(
                 f"{domain}/test: {stats.sentences} sentences / {stats.entities} entities, "
@@ -167,16 +176,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"crossner: {fetched} files downloaded, {present} already verified ({args.raw})")
         src = args.src or args.raw
         results = convert(src, args.out, tuple(args.domains), tuple(args.splits), args.repair)
-        for (domain, split), stats in results.items():
-            fixed = stats.repaired_orphan_i
-            repaired = f", {fixed} orphan I- tags repaired" if fixed else ""
-            print(f"{domain:>10}/{split:<5} {stats.sentences:5d} sentences "
-                  f"{stats.entities:5d} entities{repaired}")
-        for problem in check_published_counts(results):
-            print(f"warning: {problem}", file=sys.stderr)
-        print(f"wrote {len(results)} files under {args.out}")
+        print_summary(results, args.out)
 
     return run(body)
+
+
+def print_summary(results: dict[tuple[str, str], ConversionStats], out: str | os.PathLike[str],
+                  published: dict[str, tuple[int, int]] = EXPECTED_TEST_COUNTS) -> None:
+    """What a converter CLI prints: counts per file, then a warning per off-size test split."""
+    for (domain, split), stats in results.items():
+        fixed = stats.repaired_orphan_i
+        repaired = f", {fixed} orphan I- tags repaired" if fixed else ""
+        print(f"{domain:>14}/{split:<5} {stats.sentences:5d} sentences "
+              f"{stats.entities:5d} entities{repaired}")
+    for problem in check_published_counts(results, published):
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"wrote {len(results)} files under {out}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Download pinned public datasets named in ``recipes/data_sources.yaml``, verifying sha256.
 
     python -m data_prep.download crossner --out data/raw/crossner
+    python -m data_prep.download mit --out data/raw/mit
 
 Files already present with the right checksum are skipped, so re-running is cheap. Each file is
 written atomically after its checksum matched; a mismatch is an error naming file and both hashes.
@@ -35,9 +36,10 @@ def load_source(name: str, sources: Path = SOURCES) -> dict[str, Any]:
     return data[name]
 
 
-def local_name(path: str) -> str:
-    """``ner_data/ai/test.txt`` → ``ai/test.txt``: the layout the CrossNER converter reads."""
-    return path.removeprefix("ner_data/")
+def local_name(path: str, prefix: str = "ner_data/") -> str:
+    """``ner_data/ai/test.txt`` → ``ai/test.txt``: the layout the converter reads (a source's
+    ``local_prefix`` names what to drop, e.g. ``data/MIT/`` for MIT; CrossNER's by default)."""
+    return path.removeprefix(prefix)
 
 
 def fetch(url: str, target: Path, expected_sha256: str) -> None:
@@ -68,7 +70,7 @@ def download(name: str, out: Path, url: str | None = None) -> tuple[int, int]:
     fetched = present = 0
     files = source["files"].items()
     for path, sha in tqdm(files, desc=f"download {name}", unit="file", disable=None):
-        target = out / local_name(path)
+        target = out / local_name(path, source.get("local_prefix", "ner_data/"))
         if target.is_file() and sha256_of(target) == sha:
             present += 1
             continue

@@ -24,16 +24,26 @@ authors' converter read a key ``item`` that no record has, and silently kept not
 ``--skip-bad`` it is counted apart, as ``missing_task``. A file without records, or one that
 yields no training record, fails naming the file: an empty training set is never registered.
 
+Records whose ``source`` (the IEPile dataset a record comes from) is in ``--exclude-sources``
+are skipped and counted per source, before anything else is read from them. By default that is
+MIT Movie and MIT Restaurant (:data:`DEFAULT_EXCLUDED_SOURCES`): IEPile's mix holds their train
+splits, and they are two of the seven zero-shot test sets, so a classifier trained on them would
+not be zero-shot there. Names match case-insensitively and ignoring punctuation and spaces
+(``mit-movie`` = ``MIT Movie`` = ``mit_movie``); ``--exclude-sources`` with no name keeps every
+source.
+
     python -m data_prep.iepile --src iepile/train.json --out data/train/classifier.jsonl
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +57,22 @@ from data_prep.register import write_alpaca
 from eval.prompts import classifier_prompt, classifier_target
 from eval.tagging import tag_mentions
 
+# IEPile's ``source`` is the name of the folder its converter read the dataset from
+# (ie2instruction/convert_func.py: ``src_path.split('/')[-2]``); the Hugging Face release keeps
+# MIT Movie and MIT Restaurant in ``IE-en/NER/mit-movie`` and ``IE-en/NER/mit-restaurant``.
+DEFAULT_EXCLUDED_SOURCES = ("mit-movie", "mit-restaurant")
+
+
+def source_key(name: str) -> str:
+    """How source names are compared: lower-case, letters and digits only."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
 
 @dataclass
 class IEPileStats:
     lines_read: int = 0
     bad_lines: int = 0  # skipped with --skip-bad
+    excluded_source: int = 0  # records of an --exclude-sources dataset (any task)
     missing_task: int = 0  # no string "task": malformed, skipped with --skip-bad
     not_ner: int = 0  # task != "NER"
     no_entity: int = 0  # every type's list empty
@@ -68,6 +89,7 @@ class IEPileStats:
     mentions_tagged: int = 0
     unmapped_records: Counter[str] = field(default_factory=Counter)  # type -> records
     unmapped_mention_counts: Counter[str] = field(default_factory=Counter)  # type -> mentions
+    excluded_by_source: Counter[str] = field(default_factory=Counter)  # source -> records
 
     def unmapped_report(self) -> list[str]:
         """One line per unknown type, most frequent (by records, then mentions) first."""
@@ -79,6 +101,8 @@ class IEPileStats:
     def summary(self) -> str:
         lines = [f"  {key:<22} {value:>9,}" for key, value in vars(self).items()
                  if isinstance(value, int)]
+        lines += [f"    excluded source {name!r}: {count:,} records"
+                  for name, count in sorted(self.excluded_by_source.items())]
         unmapped = self.unmapped_report()
         if unmapped:
             lines.append(f"  unmapped types ({len(unmapped)}):")
@@ -178,10 +202,13 @@ def convert_record(text: str, schema: list[str], output: dict[str, list[str]],
 
 def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEPileStats, *,
                  skip_unmapped: bool = False, skip_bad: bool = False,
-                 limit: int | None = None) -> Iterator[dict[str, str]]:
+                 limit: int | None = None,
+                 exclude_sources: Iterable[str] = DEFAULT_EXCLUDED_SOURCES,
+                 ) -> Iterator[dict[str, str]]:
     """Stream alpaca records from ``src``; raises :class:`UnmappedTypesError` at the very end
     (after the last record) when unknown types were met and ``skip_unmapped`` is off."""
     rank = {name: i for i, name in enumerate(archetypes.names)}
+    excluded = {source_key(name) for name in exclude_sources}
     size = Path(src).stat().st_size
     with open(src, "rb") as handle, tqdm(total=size, unit="B", unit_scale=True,
                                          desc="iepile", disable=None) as progress:
@@ -195,7 +222,13 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
                 continue
             stats.lines_read += 1
             try:
-                task, text, schema, output = _parse_record(json.loads(raw))
+                record = json.loads(raw)
+                source = record.get("source") if isinstance(record, dict) else None
+                if isinstance(source, str) and source_key(source) in excluded:
+                    stats.excluded_source += 1
+                    stats.excluded_by_source[source] += 1
+                    continue
+                task, text, schema, output = _parse_record(record)
             except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
                 if not skip_bad:
                     raise DataError(src, number, str(exc)) from None
@@ -222,8 +255,8 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
     if not stats.records_written:  # raised inside the writer: no empty file is left behind
         if not stats.lines_read:
             raise DataError(src, None, "no records: the file is empty or blank")
-        skipped = ("bad_lines", "missing_task", "not_ner", "no_entity", "no_mention_left",
-                   "no_tagged_mention")
+        skipped = ("bad_lines", "missing_task", "excluded_source", "not_ner", "no_entity",
+                   "no_mention_left", "no_tagged_mention")
         why = ", ".join(f"{k} {getattr(stats, k):,}" for k in skipped if getattr(stats, k))
         raise DataError(src, None, f"no training record among {stats.lines_read:,} records "
                                    f"({why}): nothing to train on")
@@ -231,18 +264,29 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
 
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
             skip_unmapped: bool = False, skip_bad: bool = False, limit: int | None = None,
-            archetypes: Archetypes | None = None) -> IEPileStats:
+            archetypes: Archetypes | None = None,
+            exclude_sources: Iterable[str] = DEFAULT_EXCLUDED_SOURCES) -> IEPileStats:
     """Convert ``src`` into ``out`` (.json array or .jsonl) atomically; returns the stats.
 
     On unknown types (without ``skip_unmapped``) ``out`` is left untouched and
-    :class:`UnmappedTypesError` is raised after the whole pass.
+    :class:`UnmappedTypesError` is raised after the whole pass. Records of ``exclude_sources``
+    (default: MIT Movie and MIT Restaurant, test sets of ours) are skipped and counted.
     """
     archetypes = archetypes or load_archetypes()
     stats = IEPileStats()
     records = iter_records(src, archetypes, stats, skip_unmapped=skip_unmapped,
-                           skip_bad=skip_bad, limit=limit)
+                           skip_bad=skip_bad, limit=limit, exclude_sources=exclude_sources)
     write_alpaca(out, records)
     return stats
+
+
+def add_exclude_sources(parser: argparse.ArgumentParser) -> None:
+    """``--exclude-sources [NAME ...]``, shared by this CLI and ``data_prep.train_data``."""
+    parser.add_argument(
+        "--exclude-sources", nargs="*", metavar="NAME", default=list(DEFAULT_EXCLUDED_SOURCES),
+        help="skip IEPile records of these sources (case and punctuation ignored); default: "
+             f"{' '.join(DEFAULT_EXCLUDED_SOURCES)} (our MIT test sets); give it no name to keep "
+             "every source")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,13 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip and count malformed lines instead of failing")
     parser.add_argument("--limit", type=int, default=None, help="write at most N records")
+    add_exclude_sources(parser)
     args = parser.parse_args(argv)
 
     def body() -> None:
         archetypes = load_archetypes(args.archetypes)
         try:
             stats = convert(args.src, args.out, skip_unmapped=args.skip_unmapped,
-                            skip_bad=args.skip_bad, limit=args.limit, archetypes=archetypes)
+                            skip_bad=args.skip_bad, limit=args.limit, archetypes=archetypes,
+                            exclude_sources=args.exclude_sources)
         except UnmappedTypesError as exc:
             print(f"{args.src}: stats of the pass (nothing written)\n{exc.stats.summary()}")
             raise

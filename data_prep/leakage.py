@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from data_prep import mit
 from data_prep.crossner import parse_bio
 from data_prep.records import Sentence
 
@@ -42,6 +43,15 @@ def crossner_gold(raw_dir: str | os.PathLike[str], domain: str) -> tuple[set[str
         seen |= gold_mentions(parse_bio(Path(raw_dir) / domain / f"{split}.txt", domain, split)[0])
     test = gold_mentions(parse_bio(Path(raw_dir) / domain / "test.txt", domain, "test")[0])
     return seen, test
+
+
+def mit_gold(raw_dir: str | os.PathLike[str], domain: str) -> tuple[set[str], set[str]]:
+    """(train gold mentions, test gold mentions) of ``mit_movie``/``mit_restaurant``, read from
+    ``raw_dir/<movie|restaurant>/<split>.txt``; MIT has no dev split: train is the allowed set."""
+    folder = Path(raw_dir) / mit.DOMAINS[domain]
+    train, _ = parse_bio(folder / "train.txt", domain, "train", tag_first=True)
+    test, _ = parse_bio(folder / "test.txt", domain, "test", tag_first=True)
+    return gold_mentions(train), gold_mentions(test)
 
 
 def yaml_texts(source: os.PathLike[str] | str | dict[str, Any]) -> list[str]:

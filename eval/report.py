@@ -1,16 +1,26 @@
 """The evaluation report of one run: our scores in every scoring setting beside the paper's.
 
-    python -m eval.report --run RUN [--data data/crossner] [--paper recipes/paper_results.yaml]
+    python -m eval.report --run RUN [--data data] [--paper recipes/paper_results.yaml]
                           [--out RUN/report]
 
 Scores every ``RUN/<domain>/predictions.jsonl`` with :mod:`eval.score` in the four settings
 (string/span mode x misc off/on) and writes, each file atomically, into ``OUT``:
 
 ``report.md``     one table per setting (domains + "Avg." = mean of domain F1, the paper's
-                  convention) with the paper's F1 beside ours, the run's caveats, stage failures
+                  convention) with the paper's F1 beside ours, the run's caveats, stage failures;
+                  a per-type table per domain (main setting); the peers, each beside ours in the
+                  setting closest to its scoring convention
 ``scores.csv``    long format, one row per (setting, domain); P/R/F1 and paper_f1 in %
+``peers.csv``     one row per (peer, domain): its F1, ours in the setting it is compared in, and
+                  its convention
 ``scores.json``   the four ``ScoreReport.to_json()`` (fractions, as the scorer gives) + metadata
 ``plot_<domain>.png``  our F1 in the four settings next to the paper's rows, y axis 0-100
+
+Zero-shot is said only where it holds. A domain whose file in ``mappings/domains`` has a
+``not_zero_shot`` reason (MIT Movie and MIT Restaurant: IEPile's training mix, and so the public
+IEPile anchor, holds their train splits) is marked with that reason wherever it appears, and the
+"Avg." row then covers the zero-shot domains only (CrossNER: the headline); "Avg. (all N)" is
+beside it.
 
 Only gold sentences that have a prediction record are scored: a ``LIMIT=N`` run covers the first N
 sentences, and scoring the rest as empty predictions would report a meaningless recall. Fewer
@@ -39,12 +49,15 @@ from typing import Any
 
 import yaml
 
+from data_prep import mit
 from data_prep.cli import make_parser, run
 from data_prep.crossner import EXPECTED_TEST_COUNTS
-from data_prep.io import ProjectError, atomic_writer, write_text_atomic
+from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping, write_text_atomic
+from data_prep.mappings import Domain, MappingError, load_archetypes, load_domain
 from data_prep.records import Sentence
 from eval.score import (
     SCORER_VERSION,
+    Counts,
     Prediction,
     ScoreError,
     ScoreReport,
@@ -66,6 +79,12 @@ PLOT_ROWS = ("sam_ner_llama3_8b", "sam_ner_qwen2_5_7b", "gliner_large", "uniner_
 LLAMA_ROW, QWEN_ROW = "sam_ner_llama3_8b", "sam_ner_qwen2_5_7b"
 CSV_FIELDS = ("setting", "mode", "misc", "domain", "precision", "recall", "f1", "tp", "fp", "fn",
               "not_found", "sentences", "paper_f1", "scorer_version")
+PEER_CSV_FIELDS = ("peer", "label", "domain", "peer_f1", "our_f1", "setting", "mode", "misc",
+                   "convention")
+# Published test-split sizes in sentences: a run that scored fewer is flagged.
+FULL_SPLITS = {name: n for name, (n, _) in {**EXPECTED_TEST_COUNTS,
+                                            **mit.EXPECTED_TEST_COUNTS}.items()}
+NOT_ZERO_SHOT_MARK = "¹"
 
 
 def setting_name(mode: str, misc: bool) -> str:
@@ -83,12 +102,50 @@ class PaperRow:
     avg_mismatch: str | None = None
 
 
+# A peer's scoring convention -> our closest setting (recipes/paper_results.yaml, `peers`).
+PEER_MISC = {"kept": (True, "misc kept → misc-on"),
+             "dropped": (False, "misc dropped → misc-off"),
+             "unstated": (True, "misc not stated → misc-on (the paper's setting)")}
+PEER_MATCHING = {
+    "string": ("string", "string-set matching → string mode"),
+    "strict": ("span", "strict entity matching → span mode"),
+    "lenient": ("string", "LENIENT matching, looser than any of our modes → string mode, the "
+                          "closest (still stricter than theirs)"),
+    "unstated": ("string", "matching not stated → string mode (the paper's)"),
+}
+
+
+@dataclass
+class Peer:
+    """A published result of another system, with the convention it was scored in."""
+
+    key: str
+    label: str
+    f1: dict[str, float]  # our domain name -> F1 %
+    misc: str  # a PEER_MISC key
+    matching: str  # a PEER_MATCHING key
+    source: str
+    note: str | None = None
+
+    @property
+    def setting(self) -> tuple[str, bool]:
+        """Our (mode, misc) closest to this row's convention: the only one it is compared in."""
+        return PEER_MATCHING[self.matching][0], PEER_MISC[self.misc][0]
+
+    def convention(self) -> str:
+        text = f"{PEER_MISC[self.misc][1]}; {PEER_MATCHING[self.matching][1]}"
+        return f"{self.source}: {text}" + (f" ({self.note})" if self.note else "")
+
+
 @dataclass
 class Paper:
     source: str
     scoring: str
     domains: list[str]
     rows: dict[str, PaperRow]
+    peers: dict[str, Peer] = field(default_factory=dict)
+    peer_source: str = ""
+    peer_notes: list[str] = field(default_factory=list)
 
     def avg_for(self, row: str, domains: list[str]) -> tuple[float | None, bool]:
         """The paper's Avg. comparable to our mean over ``domains``: the printed Avg when all five
@@ -124,7 +181,37 @@ def load_paper(path: Path) -> Paper:
         missing = [d for d in domains if d not in row.f1]
         if missing:
             raise ProjectError(f"{path}: row {row.key!r} lacks {missing}")
+    if data.get("peers") is not None:
+        paper.peer_source, paper.peer_notes, paper.peers = _load_peers(path, data["peers"])
     return paper
+
+
+def _load_peers(path: Path, data: Any) -> tuple[str, list[str], dict[str, Peer]]:
+    """The ``peers`` table: columns mapped to our domain names, each row with its convention."""
+    problems: list[str] = []
+    peers: dict[str, Peer] = {}
+    try:
+        columns = {str(k): str(v) for k, v in data["columns"].items()}
+        for key, row in data["rows"].items():
+            unknown = [c for c in row["f1"] if c not in columns]
+            misc, matching = str(row["misc"]), str(row["matching"])
+            if unknown:
+                problems.append(f"peers.rows.{key}: columns {unknown} are not in peers.columns")
+            if misc not in PEER_MISC:
+                problems.append(f"peers.rows.{key}.misc: {misc!r} is not one of {list(PEER_MISC)}")
+            if matching not in PEER_MATCHING:
+                problems.append(f"peers.rows.{key}.matching: {matching!r} is not one of "
+                                f"{list(PEER_MATCHING)}")
+            peers[str(key)] = Peer(str(key), str(row["label"]),
+                                   {columns.get(c, c): float(v) for c, v in row["f1"].items()},
+                                   misc, matching, str(row["source"]),
+                                   str(row["note"]) if row.get("note") else None)
+        source, notes = str(data["source"]), [str(n) for n in data.get("notes") or []]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProjectError(f"{path}: 'peers' is not a peers table ({exc!r})") from None
+    if problems:
+        raise ProjectError(f"{path}: " + "; ".join(problems))
+    return source, notes, peers
 
 
 # --------------------------------------------------------------------------- the run
@@ -136,8 +223,26 @@ class DomainInfo:
     predictions: int  # prediction records in the file
     scored: int  # gold sentences with a prediction record: what was scored
     gold: int  # sentences in the gold file
-    full_split: int  # published test-split size (CrossNER), else the gold file's size
+    full_split: int  # published test-split size (CrossNER, MIT), else the gold file's size
     stats: dict[str, Any] | None = None
+    definition: Domain | None = None  # mappings/domains/<name>.yaml, when there is one
+    not_zero_shot: str | None = None  # why this domain's scores are not zero-shot
+
+
+def domain_definition(name: str) -> Domain | None:
+    try:
+        return load_domain(name)
+    except MappingError:
+        return None
+
+
+def not_zero_shot_reason(definition: Domain | None) -> str | None:
+    """The domain file's ``not_zero_shot`` reason, e.g. MIT: the public anchor was trained on
+    its train split (IEPile's mix holds it)."""
+    if definition is None or definition.source is None:
+        return None
+    reason = read_yaml_mapping(definition.source).get("not_zero_shot")
+    return " ".join(str(reason).split()) if reason else None
 
 
 @dataclass
@@ -156,9 +261,25 @@ class RunReport:
     def names(self) -> list[str]:
         return list(self.domains)
 
+    @property
+    def avg_names(self) -> list[str]:
+        """The domains of the Avg. row: the zero-shot ones, when the run has any (a domain with a
+        ``not_zero_shot`` reason never enters the headline average), else all."""
+        return [n for n, i in self.domains.items() if not i.not_zero_shot] or self.names
+
+    def our_avg(self, setting: str) -> float:
+        """Our Avg. F1 (fraction) in ``setting``: the mean over :attr:`avg_names`."""
+        report = self.reports[setting]
+        return mean(report.domains[n].total.f1 for n in self.avg_names)
+
+    def shown(self, domain: str) -> str:
+        """A domain's name as tables show it: marked when its scores are not zero-shot."""
+        marked = self.domains[domain].not_zero_shot if domain in self.domains else None
+        return f"{domain} {NOT_ZERO_SHOT_MARK}" if marked else domain
+
     def paper_f1(self, domain: str, row: str | None = None) -> float | None:
         if domain == AVG:
-            return self.paper.avg_for(row or self.paper_row, self.names)[0]
+            return self.paper.avg_for(row or self.paper_row, self.avg_names)[0]
         return self.paper.rows[row or self.paper_row].f1.get(domain)
 
 
@@ -234,9 +355,11 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
         if not preds:
             raise ScoreError(f"{pred_path} holds no prediction records")
         scored = run_scope(gold, preds)  # the one rule, shared with `eval.score --run`
-        full = EXPECTED_TEST_COUNTS.get(name, (len(gold), 0))[0]
+        full = FULL_SPLITS.get(name, len(gold))
+        definition = domain_definition(name)
         infos[name] = DomainInfo(name, len(preds), len(scored), len(gold), full,
-                                 _read_json(pred_path.parent / "stats.json"))
+                                 _read_json(pred_path.parent / "stats.json"), definition,
+                                 not_zero_shot_reason(definition))
         per_domain[name] = (scored, preds)
 
     reports: dict[str, ScoreReport] = {}
@@ -288,14 +411,92 @@ def setting_table(r: RunReport, name: str) -> str:
         paper = r.paper_f1(domain)
         ours = d.total.f1 * 100
         delta = "–" if paper is None else f"{ours - paper:+.1f}"
-        rows.append([domain, str(d.sentences), _pct(d.total.precision * 100),
+        rows.append([r.shown(domain), str(d.sentences), _pct(d.total.precision * 100),
                      _pct(d.total.recall * 100), f"**{ours:.1f}**", _pct(paper), delta])
-    paper_avg, subset = r.paper.avg_for(r.paper_row, r.names)
-    ours_avg = report.average_f1 * 100
+    paper_avg, subset = r.paper.avg_for(r.paper_row, r.avg_names)
+    ours_avg = r.our_avg(name) * 100
     delta = "–" if paper_avg is None else f"{ours_avg - paper_avg:+.1f}"
     rows.append([AVG, "", "", "", f"**{ours_avg:.1f}**",
                  _pct(paper_avg) + ("†" if subset else ""), delta])
+    if r.avg_names != r.names:
+        rows.append([f"Avg. (all {len(r.names)})", "", "", "", f"{report.average_f1 * 100:.1f}",
+                     "–", "–"])
     return md_table(["domain", "sentences", "P", "R", "F1", f"paper F1 ({label})", "Δ F1"], rows)
+
+
+def number_time_labels(definition: Domain | None) -> set[str]:
+    """Labels that name a number/time type IEPile's projection drops (``dropped_types``): no
+    archetype stands for them, so only calibration can predict them (MIT's year, Price, ...)."""
+    if definition is None:
+        return set()
+    dropped = {t.lower() for t in load_archetypes().dropped_types}
+    return {tag for tag, label in definition.labels.items()
+            if {tag.lower(), tag.lower().replace("_", " "), label.name.lower()} & dropped}
+
+
+def per_type_table(r: RunReport, domain: str, setting: str) -> str:
+    """One domain's labels in ``setting``: gold spans (TP + FN), P/R/F1, counts, and a note for
+    number/time labels; labels in the domain's order, every one shown (zeros included)."""
+    scores = r.reports[setting].domains[domain].per_type
+    definition = r.domains[domain].definition
+    labels = definition.labels if definition else {}
+    numeric = number_time_labels(definition)
+    misc = r.reports[setting].misc
+    order = [t for t in labels if misc or t != "misc"]
+    order += sorted(t for t in scores if t not in labels)
+    rows = []
+    for tag in order:
+        c = scores.get(tag) or Counts()
+        name = labels[tag].name if tag in labels else ""
+        note = ("number/time: no archetype (IEPile's projection drops it); only calibration "
+                "can predict it") if tag in numeric else ""
+        rows.append([tag, name if name != tag else "", str(c.tp + c.fn), _pct(c.precision * 100),
+                     _pct(c.recall * 100), _pct(c.f1 * 100), str(c.tp), str(c.fp), str(c.fn),
+                     note])
+    return md_table(["type", "name", "gold", "P", "R", "F1", "TP", "FP", "FN", "note"], rows,
+                    "llrrrrrrrl")
+
+
+def peer_columns(r: RunReport) -> list[str]:
+    """The run's domains that some peer has a number for, in the run's order."""
+    return [n for n in r.names if any(n in p.f1 for p in r.paper.peers.values())]
+
+
+def peer_groups(r: RunReport) -> list[tuple[str, list[Peer]]]:
+    """(setting name, peers compared in it), settings in :data:`SETTINGS` order; a peer with no
+    number for any domain of the run is left out."""
+    columns = peer_columns(r)
+    groups = []
+    for mode, misc in SETTINGS:
+        peers = [p for p in r.paper.peers.values()
+                 if p.setting == (mode, misc) and any(c in p.f1 for c in columns)]
+        if peers:
+            groups.append((setting_name(mode, misc), peers))
+    return groups
+
+
+def peers_markdown(r: RunReport) -> list[str]:
+    """The peers section: one table per setting, ours first, each peer's convention below."""
+    groups = peer_groups(r)
+    if not groups:
+        return []
+    columns = peer_columns(r)
+    lines = ["## Peers (published F1 %), each beside ours in the setting closest to its "
+             "scoring convention", "",
+             f"Source: {r.paper.peer_source}. A peer is compared only in one setting, chosen "
+             "from its convention: misc dropped → our misc-off, kept → misc-on; strict entity "
+             "match → span mode; string-set or lenient match → string mode (lenient matching "
+             "is looser than any of our modes, so string mode still favours the peer).", ""]
+    for setting, peers in groups:
+        report = r.reports[setting]
+        rows = [["**ours** (this run)",
+                 *(f"**{report.domains[c].total.f1 * 100:.1f}**" for c in columns)]]
+        rows += [[p.label, *(_pct(p.f1.get(c)) for c in columns)] for p in peers]
+        lines += [f"### compared in {setting}", "",
+                  md_table(["system", *(r.shown(c) for c in columns)], rows), ""]
+        lines += [f"- {p.label}: {p.convention()}" for p in peers] + [""]
+    lines += [f"- note: {n}" for n in r.paper.peer_notes]
+    return lines + ([""] if r.paper.peer_notes else [])
 
 
 def stats_table(info: DomainInfo) -> str:
@@ -345,16 +546,34 @@ def render_markdown(r: RunReport) -> str:
         lines += [f"## mode={mode}, misc={'on' if misc else 'off'}{main}", "",
                   f"`{SCORER_VERSION}` mode={mode} misc={'on' if misc else 'off'}", "",
                   setting_table(r, name), ""]
-    if r.paper.avg_for(r.paper_row, r.names)[1]:
+    if r.paper.avg_for(r.paper_row, r.avg_names)[1]:
         lines += ["† mean of the paper's values for the domains present "
                   "(the paper's Avg. covers all five).", ""]
+    marked = [i for i in r.domains.values() if i.not_zero_shot]
+    if marked:
+        lines += [f"{NOT_ZERO_SHOT_MARK} NOT zero-shot: {i.name}: {i.not_zero_shot}."
+                  for i in marked]
+        if r.avg_names != r.names:
+            lines += [f"Avg. covers the zero-shot domains only ({', '.join(r.avg_names)}); "
+                      f"Avg. (all {len(r.names)}) includes the domains marked "
+                      f"{NOT_ZERO_SHOT_MARK}."]
+        lines += [""]
+    main_setting = setting_name(*SETTINGS[0])
+    lines += [f"## Per type ({main_setting}, the main setting)", "",
+              "`gold` = gold spans (TP + FN) in this mode; number/time labels have no "
+              "archetype and are reachable only through calibration (with calibration off, "
+              "the ablation, they are never predicted).", ""]
+    for domain in r.names:
+        lines += [f"### {r.shown(domain)}", "", per_type_table(r, domain, main_setting), ""]
+    lines += peers_markdown(r)
     lines += ["## Sentences", "",
               md_table(["domain", "prediction records", "scored", "gold file", "full test split"],
                        [[i.name, str(i.predictions), str(i.scored), str(i.gold),
                          str(i.full_split)] for i in r.domains.values()]), ""]
+    covered = [d for d in r.names if d in r.paper.domains] or r.names
     lines += ["## Paper table (F1 %, arXiv 2605.03706)", "",
-              md_table(["method", *r.names, "Avg."],
-                       [[row.label, *(_pct(row.f1.get(d)) for d in r.names),
+              md_table(["method", *covered, "Avg."],
+                       [[row.label, *(_pct(row.f1.get(d)) for d in covered),
                          _pct(row.f1.get("avg")) + ("‡" if row.avg_mismatch else "")]
                         for row in r.paper.rows.values()]), ""]
     lines += [f"‡ {row.label}: {row.avg_mismatch} (kept as printed)."
@@ -381,9 +600,26 @@ def csv_rows(r: RunReport) -> list[dict[str, Any]]:
                          "recall": c.recall * 100, "f1": c.f1 * 100, "tp": c.tp, "fp": c.fp,
                          "fn": c.fn, "not_found": d.not_found, "sentences": d.sentences,
                          "paper_f1": r.paper_f1(domain)})
-        rows.append({**base, "domain": AVG, "f1": report.average_f1 * 100,
-                     "sentences": sum(d.sentences for d in report.domains.values()),
+        rows.append({**base, "domain": AVG, "f1": r.our_avg(name) * 100,
+                     "sentences": sum(report.domains[n].sentences for n in r.avg_names),
                      "paper_f1": r.paper_f1(AVG)})
+        if r.avg_names != r.names:
+            rows.append({**base, "domain": f"Avg. (all {len(r.names)})",
+                         "f1": report.average_f1 * 100,
+                         "sentences": sum(d.sentences for d in report.domains.values())})
+    return rows
+
+
+def peer_rows(r: RunReport) -> list[dict[str, Any]]:
+    """One row per (peer, domain of the run it has a number for), with ours in its setting."""
+    rows = []
+    for setting, peers in peer_groups(r):
+        report = r.reports[setting]
+        for p in peers:
+            rows += [{"peer": p.key, "label": p.label, "domain": d, "peer_f1": p.f1[d],
+                      "our_f1": report.domains[d].total.f1 * 100, "setting": setting,
+                      "mode": report.mode, "misc": report.misc, "convention": p.convention()}
+                     for d in r.names if d in p.f1]
     return rows
 
 
@@ -400,9 +636,15 @@ def to_json(r: RunReport) -> dict[str, Any]:
                   "label": r.paper.rows[r.paper_row].label,
                   "f1": r.paper.rows[r.paper_row].f1},
         "domains": {i.name: {"predictions": i.predictions, "scored": i.scored, "gold": i.gold,
-                             "full_split": i.full_split, "stats": i.stats}
+                             "full_split": i.full_split, "stats": i.stats,
+                             "zero_shot": not i.not_zero_shot,
+                             "not_zero_shot": i.not_zero_shot,
+                             "number_time_labels": sorted(number_time_labels(i.definition))}
                     for i in r.domains.values()},
+        "avg_domains": r.avg_names,
         "settings": {name: report.to_json() for name, report in r.reports.items()},
+        "peers": {"source": r.paper.peer_source, "notes": r.paper.peer_notes,
+                  "compared": peer_rows(r)},
     }
 
 
@@ -432,7 +674,10 @@ def plot_domain(r: RunReport, domain: str) -> bytes:
     ax.set_ylabel("F1 (%)")
     ax.set_xlabel("paper: authors' string mode, misc kept", fontsize=8)
     info = r.domains[domain]
-    title = f"CrossNER {domain}: {info.scored}/{info.full_split} sentences"
+    corpus = "CrossNER " if domain in EXPECTED_TEST_COUNTS else ""
+    title = f"{corpus}{domain}: {info.scored}/{info.full_split} sentences"
+    if info.not_zero_shot:
+        title += " (NOT zero-shot: anchor trained on its train split)"
     if r.warnings:
         title += " — NOT paper numbers"
     ax.set_title(title, fontsize=10)
@@ -452,6 +697,10 @@ def write(r: RunReport, out: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(csv_rows(r))
+    with atomic_writer(out / "peers.csv") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PEER_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(peer_rows(r))
     write_text_atomic(out / "scores.json", json.dumps(to_json(r), indent=2) + "\n")
     for domain in r.domains:
         png = plot_domain(r, domain)
@@ -463,8 +712,9 @@ def write(r: RunReport, out: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--run", type=Path, required=True, help="run dir with <domain>/predictions")
-    parser.add_argument("--data", type=Path, default=Path("data/crossner"),
-                        help="gold is DATA/<domain>/test.jsonl")
+    parser.add_argument("--data", type=Path, default=Path("data"),
+                        help="data root, when the run's run.json names no gold: gold is "
+                             "DATA/<domain>/test.jsonl or the domain's `sentences` under DATA")
     parser.add_argument("--paper", type=Path, default=DEFAULT_PAPER,
                         help="the paper's numbers (recipes/paper_results.yaml)")
     parser.add_argument("--out", type=Path, help="output dir (default RUN/report)")

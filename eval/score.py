@@ -18,7 +18,7 @@ Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
 ``--no-misc`` drops the ``misc`` label from gold and prediction before counting.
 
     python -m eval.score --gold data/crossner/*/test.jsonl --pred runs/x/*/predictions.jsonl
-    python -m eval.score --run runs/x --data data/crossner   # every domain with predictions
+    python -m eval.score --run runs/x --data data   # every domain with predictions
 
 With ``--run`` (and in ``make eval``, which uses the same functions) a run is scored on the gold
 sentences it ran: those with a prediction record in ``<domain>/predictions.jsonl`` (the pipeline
@@ -224,20 +224,25 @@ def load_predictions(paths: Iterable[str | os.PathLike[str]]) -> dict[str, list[
 
 
 def gold_file(domain: str, data_dir: Path) -> Path:
-    """``DATA/<domain>/test.jsonl`` (CrossNER layout), else the sentences file that the domain's
-    definition in ``mappings/domains`` names (a user's own domain keeps its sentences there)."""
+    """A domain's gold file: ``DATA/<domain>/test.jsonl``, else the sentences file that its
+    definition in ``mappings/domains`` names, resolved under ``DATA`` as the data root (``data``:
+    ``data/crossner/ai/test.jsonl``, ``data/mit_movie/test.jsonl``) or under ``DATA``'s parent
+    (the older ``--data data/crossner``), so either spelling finds CrossNER and MIT alike."""
     path = data_dir / domain / "test.jsonl"
     if path.exists():
         return path
     try:
-        return load_domain(domain).sentences_path(data_dir.parent)
+        definition = load_domain(domain)
+        candidates = [definition.sentences_path(root) for root in (data_dir, data_dir.parent)]
     except MappingError:
         return path
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def run_files(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]]:
     """Gold and prediction files for every ``RUN/<domain>/predictions.jsonl``; gold as the
-    run's ``run.json`` recorded it when there is one."""
+    run's ``run.json`` recorded it when there is one, domains in its order (the config's: the
+    CrossNER five, then MIT), any other domain after them by name."""
     preds = sorted(run_dir.glob("*/predictions.jsonl"))
     if not preds:
         raise ScoreError(f"no <domain>/predictions.jsonl under {run_dir}")
@@ -247,6 +252,8 @@ def run_files(run_dir: Path, data_dir: Path) -> tuple[list[Path], list[Path]]:
             recorded = json.loads((run_dir / "run.json").read_text()).get("domains") or {}
         except (json.JSONDecodeError, AttributeError):
             raise ScoreError(f"{run_dir / 'run.json'}: not a run record") from None
+    order = {name: i for i, name in enumerate(recorded)}
+    preds.sort(key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
 
     def gold(name: str) -> Path:
         path = (recorded.get(name) or {}).get("gold")
@@ -306,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred", nargs="+", default=[], help="prediction JSONL file(s)")
     parser.add_argument("--run", type=Path,
                         help="run dir: score RUN/<domain>/predictions.jsonl for every domain there")
-    parser.add_argument("--data", type=Path, default=Path("data/crossner"),
-                        help="with --run: gold is DATA/<domain>/test.jsonl")
+    parser.add_argument("--data", type=Path, default=Path("data"),
+                        help="with --run, when run.json names no gold: the data root (gold is "
+                             "DATA/<domain>/test.jsonl or the domain's `sentences` under DATA)")
     parser.add_argument("--mode", choices=MODES, default="span")
     parser.add_argument("--no-misc", action="store_true", help="drop misc from gold and prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -229,3 +229,59 @@ def test_input_without_a_training_record_fails_and_writes_nothing(
         f"error: {src}: no training record among 4 records (bad_lines 1, not_ner 1, "
         f"no_entity 1, no_mention_left 1): nothing to train on\n")
     assert not out.exists()
+
+
+# --- --exclude-sources: our MIT test sets stay out of the classifier data -----------------------
+
+
+def sourced(source: str, text: str, output: dict[str, list[str]], task: str = "NER") -> str:
+    record = json.loads(ner(text, output, task=task))
+    return json.dumps({**record, "source": source})
+
+
+EXCLUDE_LINES = [
+    sourced("mit-movie", "what movies star tom hanks", {"actor": ["tom hanks"]}),  # excluded
+    sourced("MIT Restaurant", "cheap pizza nearby", {"Dish": ["pizza"]}),  # excluded: same key
+    sourced("CoNLL2003", "Marie Curie lived in Paris .",
+            {"person": ["Marie Curie"], "location": ["Paris"]}),  # kept
+    sourced("mit_movie", "Alice knows Bob .", {"head": ["Alice"]}, task="RE"),  # any task
+    sourced("mitmovies", "Ann met Bob in Rome .", {"person": ["Ann", "Bob"]}),  # another name
+]
+
+
+def test_mit_sources_are_excluded_by_default_and_counted(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
+    stats = convert(src, tmp_path / "out.jsonl")
+    assert [json.loads(r["output"]) for r in read_out(tmp_path / "out.jsonl")] == [
+        [{"Marie Curie": "person"}, {"Paris": "location"}], [{"Ann": "person"}, {"Bob": "person"}]]
+    assert (stats.lines_read, stats.excluded_source, stats.records_written) == (5, 3, 2)
+    assert stats.excluded_by_source == {"mit-movie": 1, "MIT Restaurant": 1, "mit_movie": 1}
+    assert stats.not_ner == 0  # the excluded RE record is counted as excluded, not as not-NER
+    assert "    excluded source 'MIT Restaurant': 1 records" in stats.summary()
+
+
+def test_exclude_sources_can_be_emptied_or_changed(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
+    keep_all = convert(src, tmp_path / "all.jsonl", exclude_sources=(), skip_unmapped=True)
+    # "Dish" projects to food, "actor" to person; the RE record is not NER
+    assert (keep_all.excluded_source, keep_all.records_written, keep_all.not_ner) == (0, 4, 1)
+    conll = convert(src, tmp_path / "conll.jsonl", exclude_sources=["conll 2003"],
+                    skip_unmapped=True)
+    assert conll.excluded_by_source == {"CoNLL2003": 1} and conll.records_written == 3
+
+
+def test_cli_exclude_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
+    out = tmp_path / "out.jsonl"
+    assert iepile.main(["--src", str(src), "--out", str(out)]) == 0
+    assert "excluded_source                3" in capsys.readouterr().out
+    assert iepile.main(["--src", str(src), "--out", str(out), "--exclude-sources"]) == 0
+    assert len(read_out(out)) == 4
+
+
+def test_only_excluded_records_fail_naming_the_reason(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES[:2])
+    with pytest.raises(DataError, match=r"no training record among 2 records "
+                                        r"\(excluded_source 2\)"):
+        convert(src, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists()

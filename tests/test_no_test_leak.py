@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.leakage import crossner_gold, find_leaks, yaml_texts
+from data_prep.leakage import crossner_gold, find_leaks, mit_gold, yaml_texts
 from data_prep.mappings import CROSSNER_DOMAINS, DOMAINS_DIR, MAPPINGS_DIR
 
 ARCHETYPES = MAPPINGS_DIR / "archetypes.yaml"
@@ -22,10 +22,12 @@ ARCHETYPES = MAPPINGS_DIR / "archetypes.yaml"
 GoldLoader = Callable[[Path], tuple[set[str], set[str]]]  # shared data dir -> (train+dev, test)
 
 # One row per benchmark domain the project ships: mappings/domains/<name>.yaml -> its gold loader.
-# Adding a benchmark is one row, e.g. "mitmovie": partial(mit_gold, domain="movie").
+# Adding a benchmark is one row. MIT has no dev split: its train split is the allowed set.
 BENCHMARKS: dict[str, GoldLoader] = {
-    domain: (lambda data, domain=domain: crossner_gold(data / "crossner", domain))
-    for domain in CROSSNER_DOMAINS
+    **{domain: (lambda data, domain=domain: crossner_gold(data / "crossner", domain))
+       for domain in CROSSNER_DOMAINS},
+    "mit_movie": lambda data: mit_gold(data / "mit", "mit_movie"),
+    "mit_restaurant": lambda data: mit_gold(data / "mit", "mit_restaurant"),
 }
 
 
@@ -112,3 +114,18 @@ def test_parsed_data_is_accepted():
     data = {"labels": {"person": {"definition": 'A person, e.g. "Mira Vance".'}}}
     assert leaks(data) == ["Mira Vance"]
     assert 'A person, e.g. "Mira Vance".' in yaml_texts(data)
+
+
+
+# --- MIT Movie / MIT Restaurant ---------------------------------------------------------------
+
+
+def test_mit_domains_are_checked_against_their_train_split(shared_data):
+    assert {"mit_movie", "mit_restaurant"} <= set(BENCHMARKS)
+    # distinct gold strings (train, test, test-only), counted from the MIT files
+    sizes = {"mit_movie": (6166, 2217, 1046), "mit_restaurant": (4933, 1526, 757)}
+    for domain, expected in sizes.items():
+        train, test = mit_gold(shared_data / "mit", domain)
+        assert (len(train), len(test), len(test - train)) == expected, domain
+    train, test = mit_gold(shared_data / "mit", "mit_movie")
+    assert "johnny depp" in train and "romantic comedies" in test  # tag first, token second

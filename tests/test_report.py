@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from statistics import mean
 
 import pytest
 import yaml
 
+from data_prep.io import ProjectError
 from data_prep.records import Sentence, Span
 from eval.report import (
     AVG,
@@ -37,6 +39,7 @@ from eval.report import (
     load_paper,
     main,
     paper_row_for,
+    render_markdown,
     setting_name,
 )
 from eval.score import SCORER_VERSION
@@ -315,3 +318,165 @@ def test_score_run_and_make_eval_agree_on_a_partial_run(tiny_run, capsys, misc):
     assert {d: (v["tp"], v["fp"], v["fn"]) for d, v in scored.items()} == expected
     report = build(run_dir, data).reports[f"string/misc-{'on' if misc else 'off'}"]
     assert {d: (s.total.tp, s.total.fp, s.total.fn) for d, s in report.domains.items()} == expected
+
+
+# ------------------------------------------------------------------ MIT and the peers
+#
+# A two-domain run, CrossNER ai + MIT Movie, every number by hand:
+# ai-0 "Hinton works at Google": gold Hinton/researcher, Google/organisation;
+#      predicted Hinton/researcher, Google/misc
+# ai-1 "LeCun met LeCun": gold LeCun/researcher twice; predicted LeCun/researcher once
+# mit_movie-0 "show me 1980 s movies with tom hanks": gold "1980 s"/YEAR, "tom hanks"/ACTOR;
+#      predicted "1980 s"/YEAR, "tom hanks"/DIRECTOR
+# ai string (LeCun collapses to one pair): misc on TP 2 FP 1 FN 1 -> F1 2/3; misc off TP 2 FP 0
+#   FN 1 -> P 1, R 2/3, F1 4/5. ai span (LeCun is two spans): misc on TP 3 FP 1 FN 1 -> 3/4;
+#   misc off TP 3 FP 0 FN 1 -> 6/7. mit_movie, every setting: TP 1 FP 1 FN 1 -> 1/2.
+# mit_movie is not zero-shot (its domain file says so): Avg. = ai alone; Avg. (all 2) = mean.
+
+SEVEN_F1 = {"string/misc-on": (2 / 3, 1 / 2), "string/misc-off": (4 / 5, 1 / 2),
+            "span/misc-on": (3 / 4, 1 / 2), "span/misc-off": (6 / 7, 1 / 2)}  # (ai, mit_movie)
+# Each peer row is compared only in the setting closest to its convention (paper_results.yaml).
+PEER_SETTINGS = {
+    "sam_ner_llama3_8b": "string/misc-on", "gner_t5_xxl": "span/misc-off",
+    "gner_llama_7b": "span/misc-off", "reasoningner_qwen3_8b": "string/misc-off",
+    "gliner_large_own": "string/misc-on", "gliner_large_gner": "span/misc-off",
+    "uniner_7b_type": "string/misc-off", "gollie_7b": "string/misc-on",
+    "knowcoder_7b": "string/misc-on", "qwen3_8b_untuned": "string/misc-off",
+    "diziner": "string/misc-on"}
+# shared/SPEC.md "Peer zero-shot results", restated by hand: ai lit music pol sci movie rest.
+SPEC_PEERS = {
+    "sam_ner_llama3_8b": (58.2, 68.7, 71.2, 68.2, 65.1, None, None),
+    "gner_t5_xxl": (68.2, 68.7, 81.2, 75.1, 76.7, 62.5, 51.0),
+    "gner_llama_7b": (63.1, 68.2, 75.7, 69.4, 69.9, 68.6, 47.5),
+    "reasoningner_qwen3_8b": (71.0, 69.4, 78.7, 78.8, 75.8, 76.3, 56.8),
+    "gliner_large_own": (57.2, 64.4, 69.6, 72.6, 62.6, 57.2, 42.9),
+    "gliner_large_gner": (60.6, 68.4, 69.5, 74.8, 69.4, 57.2, 42.8),
+    "uniner_7b_type": (53.5, 59.4, 65.0, 60.8, 61.1, 42.4, 31.7),
+    "gollie_7b": (60.3, 67.1, 64.5, 60.8, 60.5, 63.0, 43.4),
+    "knowcoder_7b": (60.3, 61.1, 70.0, 72.2, 59.1, 50.0, 48.2),
+    "qwen3_8b_untuned": (61.2, 58.0, 71.0, 71.9, 68.6, 70.1, 57.4),
+    "diziner": (71.1, 73.8, 82.9, 80.9, 75.4, 78.5, 68.1)}
+SEVEN = ["ai", "literature", "music", "politics", "science", "mit_movie", "mit_restaurant"]
+
+
+@pytest.fixture
+def mit_run(tmp_path):
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    write_jsonl(data / "crossner" / "ai" / "test.jsonl", [s.to_json() for s in [
+        sent("ai-0", "ai", "Hinton works at Google",
+             [(0, 1, "researcher"), (3, 4, "organisation")]),
+        sent("ai-1", "ai", "LeCun met LeCun", [(0, 1, "researcher"), (2, 3, "researcher")]),
+    ]])
+    write_jsonl(data / "mit_movie" / "test.jsonl", [sent(
+        "mit_movie-0", "mit_movie", "show me 1980 s movies with tom hanks",
+        [(2, 4, "YEAR"), (6, 8, "ACTOR")]).to_json()])
+    write_jsonl(run_dir / "ai" / "predictions.jsonl", [
+        pred("ai-0", ("Hinton", "researcher"), ("Google", "misc")),
+        pred("ai-1", ("LeCun", "researcher"))])
+    write_jsonl(run_dir / "mit_movie" / "predictions.jsonl", [
+        pred("mit_movie-0", ("1980 s", "YEAR"), ("tom hanks", "DIRECTOR"))])
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(
+        {"model": "meta-llama/Meta-Llama-3-8B-Instruct", "limit": None}))
+    return run_dir, data
+
+
+def test_peer_rows_restate_the_spec_with_their_settings():
+    paper = load_paper(DEFAULT_PAPER)
+    assert {k: setting_name(*p.setting) for k, p in paper.peers.items()} == PEER_SETTINGS
+    for key, values in SPEC_PEERS.items():
+        expected = {d: v for d, v in zip(SEVEN, values, strict=True) if v is not None}
+        assert paper.peers[key].f1 == expected, key
+    lenient = paper.peers["reasoningner_qwen3_8b"].convention()
+    assert lenient.startswith("HuiResearch/ReasoningIE table 1: misc dropped → misc-off; "
+                              "LENIENT matching")
+    assert paper.domains == DOMAINS and len(paper.rows) == 7  # the paper's own table unchanged
+
+
+def test_mit_is_marked_not_zero_shot_and_kept_out_of_the_avg(mit_run):
+    run_dir, data = mit_run
+    report = build(run_dir, data)  # data root: ai under crossner/, mit_movie beside it
+    assert report.avg_names == ["ai"]
+    assert report.domains["mit_movie"].full_split == 2443
+    assert report.domains["mit_movie"].not_zero_shot == (
+        "anchor trained on this dataset's train split (IEPile's training mix holds MIT Movie "
+        "train)")
+    for name, (ai, movie) in SEVEN_F1.items():
+        domains = report.reports[name].domains
+        assert (domains["ai"].total.f1, domains["mit_movie"].total.f1) == pytest.approx((ai, movie))
+        assert report.our_avg(name) == pytest.approx(ai)
+    md = render_markdown(report)
+    assert "| mit_movie ¹ | 1 | 50.0 | 50.0 | **50.0** | – | – |" in md
+    assert "| Avg. |  |  |  | **66.7** | 58.2† | +8.5 |" in md  # string/misc-on: ai alone
+    assert "| Avg. (all 2) |  |  |  | 58.3 | – | – |" in md  # (2/3 + 1/2) / 2
+    assert ("Avg. covers the zero-shot domains only (ai); Avg. (all 2) includes the domains "
+            "marked ¹.") in md
+    assert "| YEAR | year | 1 | 100.0 | 100.0 | 100.0 | 1 | 0 | 0 | number/time: no archetype" in md
+    assert "| ACTOR | actor | 1 | 0.0 | 0.0 | 0.0 | 0 | 0 | 1 |  |" in md
+    assert "| DIRECTOR | director | 0 | 0.0 | 0.0 | 0.0 | 0 | 1 | 0 |  |" in md
+    assert "| TRAILER | trailer | 0 | 0.0 | 0.0 | 0.0 | 0 | 0 | 0 |  |" in md  # all labels shown
+
+
+def test_peers_are_compared_in_their_closest_setting(mit_run, tmp_path):
+    run_dir, data = mit_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    sections = md.split("### compared in ")[1:]
+    assert [s.split("\n", 1)[0] for s in sections] == [
+        "string/misc-on", "string/misc-off", "span/misc-off"]
+    on, off, span_off = sections
+    assert "| system | ai | mit_movie ¹ |" in on
+    assert "| **ours** (this run) | **66.7** | **50.0** |" in on
+    assert "| SAM-NER (Llama3-8B) | 58.2 | – |" in on
+    assert "| DiZiNER (ensemble of LLMs, no training) | 71.1 | 78.5 |" in on
+    assert "| **ours** (this run) | **80.0** | **50.0** |" in off
+    assert "| ReasoningNER (Qwen3-8B) | 71.0 | 76.3 |" in off
+    assert "| **ours** (this run) | **85.7** | **50.0** |" in span_off
+    assert "| GNER-T5-xxl (11B) | 68.2 | 62.5 |" in span_off
+    assert "- GNER-T5-xxl (11B): GNER paper Table 2: misc dropped → misc-off; strict entity " \
+           "matching → span mode" in span_off
+
+    with open(out / "peers.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # string/misc-on: SAM-NER (ai only) + 4 peers x 2 domains; the two misc-off groups: 3 x 2
+    assert len(rows) == 1 + 4 * 2 + 3 * 2 + 3 * 2
+    by_key = {(r["peer"], r["domain"]): r for r in rows}
+    assert set(by_key) == {(k, d) for k in PEER_SETTINGS for d in ("ai", "mit_movie")
+                           if not (k == "sam_ner_llama3_8b" and d == "mit_movie")}
+    gner = by_key[("gner_t5_xxl", "ai")]
+    assert (float(gner["peer_f1"]), gner["setting"], gner["mode"], gner["misc"]) == (
+        68.2, "span/misc-off", "span", "False")
+    assert float(gner["our_f1"]) == pytest.approx(600 / 7)
+    assert float(by_key[("uniner_7b_type", "mit_movie")]["our_f1"]) == pytest.approx(50.0)
+
+    with open(out / "scores.csv", encoding="utf-8") as handle:
+        scores = {(r["setting"], r["domain"]): r for r in csv.DictReader(handle)}
+    assert len(scores) == 4 * 4  # (ai, mit_movie, Avg., Avg. (all 2)) per setting
+    avg = scores[("span/misc-off", AVG)]
+    assert (float(avg["f1"]), float(avg["paper_f1"]), int(avg["sentences"])) == (
+        pytest.approx(600 / 7), 58.2, 2)
+    assert float(scores[("span/misc-off", "Avg. (all 2)")]["f1"]) == pytest.approx(
+        100 * (6 / 7 + 1 / 2) / 2)
+
+    payload = json.loads((out / "scores.json").read_text())
+    assert payload["avg_domains"] == ["ai"]
+    movie = payload["domains"]["mit_movie"]
+    assert (movie["zero_shot"], movie["number_time_labels"]) == (
+        False, ["RATING", "RATINGS_AVERAGE", "YEAR"])
+    assert payload["domains"]["ai"]["zero_shot"] is True
+    assert len(payload["peers"]["compared"]) == len(rows)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"misc": "sometimes"}, "peers.rows.x.misc: 'sometimes' is not one of"),
+    ({"matching": "fuzzy"}, "peers.rows.x.matching: 'fuzzy' is not one of"),
+    ({"f1": {"tv": 1.0}}, "peers.rows.x: columns ['tv'] are not in peers.columns"),
+])
+def test_malformed_peer_row_is_a_one_line_error(tmp_path, change, message):
+    data = yaml.safe_load(DEFAULT_PAPER.read_text(encoding="utf-8"))
+    data["peers"]["rows"] = {"x": {"label": "X", "f1": {"ai": 1.0}, "misc": "kept",
+                                   "matching": "strict", "source": "s", **change}}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ProjectError, match=re.escape(f"{path}: {message}")):
+        load_paper(path)

@@ -271,3 +271,31 @@ def test_empty_local_file_is_one_line_and_registers_nothing(
     assert line == f"error: {empty}: no records: the file is empty or blank"
     assert not (out / DATASET_INFO).exists()
     assert not (out / ("explorer.json" if role == "explorer" else "classifier.jsonl")).exists()
+
+
+def test_classifier_data_leaves_out_the_mit_sources_by_default(
+        tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make data-train` keeps our classifier zero-shot on MIT Movie/Restaurant: their IEPile
+    records (source = IEPile's folder name) are skipped and counted; no name keeps them all."""
+    def record(source: str, text: str, output: dict[str, list[str]]) -> str:
+        instruction = {"instruction": "x", "schema": list(output), "input": text}
+        return json.dumps({"task": "NER", "source": source, "instruction": json.dumps(instruction),
+                           "output": json.dumps(output)})
+
+    iepile_file = tmp_path / "iepile.json"
+    iepile_file.write_text("\n".join([
+        record("mit-movie", "show me a tom hanks movie", {"actor": ["tom hanks"]}),
+        record("mit-restaurant", "any italian place nearby", {"Cuisine": ["italian"]}),
+        record("CoNLL2003", "Pele played in Santos .", {"person": ["Pele"]}),
+    ]) + "\n", encoding="utf-8")
+    out = tmp_path / "train"
+    argv = ["--out", str(out), "--only", "classifier", "--iepile", str(iepile_file)]
+    assert train_data.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "    excluded source 'mit-movie': 1 records" in printed
+    assert "    excluded source 'mit-restaurant': 1 records" in printed
+    outputs = [json.loads(r["output"]) for r in read_records(out / "classifier.jsonl")]
+    assert outputs == [[{"Pele": "person"}]]
+    assert train_data.main([*argv, "--exclude-sources"]) == 0  # keep every source
+    outputs = [json.loads(r["output"]) for r in read_records(out / "classifier.jsonl")]
+    assert outputs == [[{"tom hanks": "person"}], [{"italian": "food"}], [{"Pele": "person"}]]
