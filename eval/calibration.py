@@ -87,10 +87,11 @@ def label_parser(domain: Domain):
 
 def collect(records: Mapping[str, Mapping[str, Any]] | None,
             assigned: Mapping[str, Sequence[tuple[str, str]]], domain: Domain,
-            counts: Counter[str]) -> dict[str, list[str]]:
+            counts: Counter[str]) -> dict[str, list[str | None]]:
     """The target label of each assigned mention: the calibrator's answer, or (no records:
-    calibration off; or an invalid answer, counted) the archetype's fallback label."""
-    labels: dict[str, list[str]] = {}
+    calibration off; or an invalid answer, counted) the archetype's fallback label; None =
+    dropped (see :func:`fallback_label`)."""
+    labels: dict[str, list[str | None]] = {}
     for sid, pairs in assigned.items():
         labels[sid] = []
         for mention, archetype in pairs:
@@ -103,9 +104,14 @@ def collect(records: Mapping[str, Mapping[str, Any]] | None,
     return labels
 
 
-def fallback_label(domain: Domain, archetype: str, counts: Counter[str]) -> str:
+def fallback_label(domain: Domain, archetype: str, counts: Counter[str]) -> str | None:
+    """The domain's label for an archetype; else misc; else (a domain without misc, e.g. MIT)
+    None: the mention is dropped and counted rather than forced onto an arbitrary label."""
     label = domain.archetype_fallback.get(archetype)
-    if label is None:
+    if label is not None:
+        return label
+    if MISC in domain.labels:
         counts["fallback_to_misc"] += 1
-        return MISC if MISC in domain.labels else next(iter(domain.labels))
-    return label
+        return MISC
+    counts["fallback_dropped"] += 1
+    return None

@@ -145,7 +145,7 @@ class DomainRun:
             {"id": s.id, "entities": [
                 {"text": mention, "type": tag}
                 for (mention, _), tag in zip(assigned.get(s.id, []), labels.get(s.id, []),
-                                             strict=True)]}
+                                             strict=True) if tag is not None]}
             for s in sentences
         ]
         write_jsonl(self.out / "predictions.jsonl", predictions)

@@ -15,6 +15,9 @@ Scores every ``RUN/<domain>/predictions.jsonl`` with :mod:`eval.score` in the fo
                   its convention
 ``scores.json``   the four ``ScoreReport.to_json()`` (fractions, as the scorer gives) + metadata
 ``plot_<domain>.png``  our F1 in the four settings next to the paper's rows, y axis 0-100
+``diagnostics.csv``, ``diagnostics_<domain>.png``  per-stage diagnostics of a pipeline run
+                  (:mod:`eval.diagnostics`): each extractor's and the consensus output's mention
+                  P/R/F1, consensus drops that were gold, archetypes, typing accuracy
 
 Zero-shot is said only where it holds. A domain whose file in ``mappings/domains`` has a
 ``not_zero_shot`` reason (MIT Movie and MIT Restaurant: IEPile's training mix, and so the public
@@ -55,6 +58,11 @@ from data_prep.crossner import EXPECTED_TEST_COUNTS
 from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping, write_text_atomic
 from data_prep.mappings import Domain, MappingError, load_archetypes, load_domain
 from data_prep.records import Sentence
+from eval.diagnostics import CSV_FIELDS as DIAGNOSTICS_CSV_FIELDS
+from eval.diagnostics import csv_rows as diagnostics_csv_rows
+from eval.diagnostics import diagnostics
+from eval.diagnostics import markdown as diagnostics_markdown
+from eval.diagnostics import plot as diagnostics_plot
 from eval.score import (
     SCORER_VERSION,
     Counts,
@@ -256,6 +264,8 @@ class RunReport:
     config: dict[str, Any] | None
     warnings: list[str] = field(default_factory=list)  # reasons these are NOT paper numbers
     notes: list[str] = field(default_factory=list)  # worth knowing, not disqualifying
+    # per-stage diagnostics by domain (eval/diagnostics.py); only for pipeline runs
+    diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -305,14 +315,15 @@ def model_warnings(config: dict[str, Any] | None) -> tuple[list[str], list[str]]
                         "(Llama3-8B-Instruct, Qwen2.5-7B-Instruct)")
     if config.get("limit"):
         warnings.append(f"limit={config['limit']}: only the first sentences of each domain ran")
-    ccr = (config.get("ccr") or {}).get("rule", "authors")
-    if ccr != "authors":
-        notes.append(f"ccr.rule={ccr!r} (an ablation; paper Table 3 'w/o CCR' for rule 'none')")
+    rule = (config.get("consensus") or {}).get("rule", "ccr")
+    if rule != "ccr":
+        notes.append(f"consensus.rule={rule!r}, not the paper's CCR (paper Table 3 'w/o CCR' "
+                     "for rule 'union')")
     if not (config.get("calibration") or {}).get("enabled", True):
         notes.append("calibration disabled (paper Table 6: Avg 56.2 w/o calibration)")
-    for role in ("anchor", "explorer"):
-        if not (config.get(f"{role}_adapter") or {}).get("enabled", True):
-            notes.append(f"{role} disabled (an ablation, see paper Table 6)")
+    for name, extractor in (config.get("extractors") or {}).items():
+        if not (extractor or {}).get("enabled", True):
+            notes.append(f"extractor {name} disabled (an ablation, see paper Table 6)")
     return warnings, notes
 
 
@@ -381,8 +392,10 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
     if missing and any(d in paper.domains for d in infos):
         notes.append(f"domains not in this run: {', '.join(missing)}; the paper's Avg. beside "
                      "ours is the mean of its values for the domains present")
+    diags = diagnostics(run_dir, {name: scored for name, (scored, _) in per_domain.items()
+                                  if (run_dir / name / "stage1_discovery.jsonl").is_file()})
     return RunReport(run_dir, data_dir, paper, paper_row_for(config), reports, infos, config,
-                     warnings, notes)
+                     warnings, notes, diags)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -579,6 +592,14 @@ def render_markdown(r: RunReport) -> str:
     lines += [f"‡ {row.label}: {row.avg_mismatch} (kept as printed)."
               for row in r.paper.rows.values() if row.avg_mismatch]
     lines += [""] if any(row.avg_mismatch for row in r.paper.rows.values()) else []
+    if r.diagnostics:
+        lines += ["## Where F1 is lost: per-stage diagnostics", "",
+                  "Stage 1 as type-agnostic mention strings per sentence (each extractor, then "
+                  "the consensus output), against gold mentions of every type; stage 3 as typing "
+                  "accuracy on the predicted mentions that are gold mentions. Low mention recall "
+                  "after consensus = discovery loses F1; low typing accuracy = typing does.", ""]
+        for domain, diag in r.diagnostics.items():
+            lines += diagnostics_markdown(domain, diag)
     with_stats = [i for i in r.domains.values() if i.stats is not None]
     if with_stats:
         lines += ["## Pipeline stages (stats.json)", ""]
@@ -645,6 +666,7 @@ def to_json(r: RunReport) -> dict[str, Any]:
         "settings": {name: report.to_json() for name, report in r.reports.items()},
         "peers": {"source": r.paper.peer_source, "notes": r.paper.peer_notes,
                   "compared": peer_rows(r)},
+        "diagnostics": r.diagnostics,
     }
 
 
@@ -706,6 +728,15 @@ def write(r: RunReport, out: Path) -> Path:
         png = plot_domain(r, domain)
         with atomic_writer(out / f"plot_{domain}.png", "wb") as handle:
             handle.write(png)
+    if r.diagnostics:
+        with atomic_writer(out / "diagnostics.csv") as handle:
+            writer = csv.DictWriter(handle, fieldnames=DIAGNOSTICS_CSV_FIELDS,
+                                    lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(diagnostics_csv_rows(r.diagnostics))
+        for domain, diag in r.diagnostics.items():
+            with atomic_writer(out / f"diagnostics_{domain}.png", "wb") as handle:
+                handle.write(diagnostics_plot(domain, diag))
     return report_md
 
 

@@ -101,3 +101,35 @@ def test_three_extractors_with_vote_share_one_stream(tmp_path, converted_crossne
     assert (alone / "music" / "predictions.jsonl").read_text() == (
         tmp_path / "run" / "music" / "predictions.jsonl").read_text()
     assert not (alone / "music" / "stage1_base.jsonl").exists()
+
+
+def test_report_diagnostics_name_every_extractor(tmp_path, converted_crossner):
+    """Oracle anchor and explorer, a silent base model: the base finds nothing (TP 0, FP 0, FN =
+    every gold mention string), the consensus output holds only gold strings (FP 0), and every
+    mention typed is typed right."""
+    from data_prep.records import load_sentences
+    from eval.report import build, write
+
+    gold = gold_by_text(converted_crossner)
+    base = oracle(gold)
+
+    def respond(request: Request, prompt: str) -> str:
+        return "{}" if request.adapter == "base" else base(request, prompt)
+
+    path = write_config(tmp_path, converted_crossner, extractors=THREE,
+                        consensus={"rule": "vote", "min_votes": 2})
+    run_pipeline(load_config(path), backend=FakeBackend(respond))
+    report = build(tmp_path / "run", converted_crossner.parent)
+    diag = report.diagnostics["music"]
+    sentences = load_sentences(converted_crossner / "music" / "test.jsonl")[:10]
+    gold_strings = sum(len({e.text for e in s.entities}) for s in sentences)
+    assert list(diag["mentions"]) == ["anchor", "base", "explorer", "consensus"]
+    assert (diag["mentions"]["base"]["tp"], diag["mentions"]["base"]["fp"],
+            diag["mentions"]["base"]["fn"]) == (0, 0, gold_strings)
+    assert diag["mentions"]["consensus"]["fp"] == 0
+    assert diag["typing"]["accuracy"] == 1.0
+    md = write(report, tmp_path / "report").read_text()
+    for name in ("anchor", "base", "explorer"):
+        assert f"| extractor `{name}` |" in md
+    assert (tmp_path / "report" / "diagnostics.csv").read_text().startswith(
+        "domain,what,precision,recall,f1,tp,fp,fn\nmusic,mentions:anchor,")

@@ -132,6 +132,14 @@ def test_fallback_label_uses_the_domains_table_then_misc():
     assert counts == Counter(fallback_to_misc=1)
 
 
+def test_a_domain_without_misc_drops_what_it_cannot_map():
+    no_misc = load_domain("mit_restaurant")
+    assert "misc" not in no_misc.labels
+    counts: Counter[str] = Counter()
+    assert fallback_label(no_misc, "vehicle", counts) is None
+    assert counts == Counter(fallback_dropped=1)
+
+
 def test_calibration_collect_by_mention_with_fallbacks():
     assigned = {"s1": [("Trent Reznor", "person"), ("Ohio", "location")]}
     records = {request_key("s1", "Trent Reznor"): {"parsed": "musicalartist"},
