@@ -130,7 +130,7 @@ eval: env-dev  ## report for OUT=<run dir>: span/string x misc on/off, paper F1 
 	$(DEV_PY) -m eval.report --run $(OUT) --data $(DATA_DIR)
 
 demo: envs $(if $(CROSSNER_DIR),data)  ## CPU demo end to end: small real model, adapters, 3 stages via vLLM, report (LIMIT= DEMO_*)
-	$(DEV_PY) -m tools.demo $(if $(CROSSNER_DIR),--crossner $(DEMO_CROSSNER) --crossner-limit $(DEMO_CROSSNER_LIMIT)) \
+	SAMNER_VENV=$(VENV) $(DEV_PY) -m tools.demo $(if $(CROSSNER_DIR),--crossner $(DEMO_CROSSNER) --crossner-limit $(DEMO_CROSSNER_LIMIT)) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
 	  $(if $(DEMO_ROOT),--root $(DEMO_ROOT)) --out $(or $(OUT),runs/demo) --data $(DATA_DIR)
 
