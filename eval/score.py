@@ -300,7 +300,7 @@ def format_report(report: ScoreReport, per_type: bool = True) -> str:
             return ""
         return f"{value:.1f}" if isinstance(value, float) else value
 
-    cells = domains.map(cell)
+    cells = domains.astype(object).map(cell)  # Int64 counts stay integers
     parts = [header, cells.to_string()]
     if per_type and not types.empty:
         parts += ["", types.to_string(index=False, float_format=lambda v: f"{v:.1f}")]

@@ -183,6 +183,11 @@ def test_cli_table_names_version_and_mode(tmp_path, capsys):
     assert main(["--gold", str(gold), "--pred", str(pred), "--no-misc"]) == 0
     out = capsys.readouterr().out
     assert SCORER_VERSION in out and "mode=span" in out and "misc=off" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("d "))
+    # P R F1 as floats; TP FP FN not_found sentences as integers (no "701.0")
+    assert row[1:4] == ["0.0", "0.0", "0.0"]
+    fn = sum(1 for s in BOB.entities if s.type != "misc")
+    assert row[4:] == ["0", "0", str(fn), "0", "1"]
 
 
 def test_bad_prediction_file_fails_with_file_and_line(tmp_path, capsys):
