@@ -133,3 +133,34 @@ def test_report_diagnostics_name_every_extractor(tmp_path, converted_crossner):
         assert f"| extractor `{name}` |" in md
     assert (tmp_path / "report" / "diagnostics.csv").read_text().startswith(
         "domain,what,precision,recall,f1,tp,fp,fn\nmusic,mentions:anchor,")
+
+
+@pytest.mark.parametrize("rule", ["ccr", "union", "intersection", "vote"])
+def test_every_consensus_rule_runs_the_pipeline(tmp_path, converted_crossner, rule):
+    """Each registered rule through the whole fake pipeline: the discovery file holds exactly
+    what the rule makes of the extractors' mentions (then minus mentions not in the sentence)."""
+    from data_prep.io import iter_jsonl
+    from eval import consensus
+    from eval.config import ConsensusConfig
+
+    gold = gold_by_text(converted_crossner)
+    base = oracle(gold)
+
+    def respond(request: Request, prompt: str) -> str:
+        if request.adapter == "base":  # a noisy third opinion: the sentence's first two words
+            words = prompt.rsplit("Text: ", 1)[-1].split()[:2]
+            return json.dumps({"person": words})
+        return base(request, prompt)
+
+    settings = {"rule": rule, "min_votes": 2, "scope": "all"}
+    path = write_config(tmp_path, converted_crossner, extractors=THREE, consensus=settings)
+    run_pipeline(load_config(path), backend=FakeBackend(respond))
+    records = [r for _, r in iter_jsonl(tmp_path / "run" / "music" / "stage1_discovery.jsonl")]
+    assert len(records) == 10
+    for record in records:
+        kept, dropped = consensus.apply(record["found"], ConsensusConfig(**settings))
+        assert record["consensus_dropped"] == dropped
+        assert [m for m in kept if m not in record["not_in_sentence"]] == record["mentions"]
+        assert set(record["not_in_sentence"]) <= set(kept)
+    dropped_any = sum(len(r["consensus_dropped"]) for r in records)
+    assert (dropped_any == 0) == (rule == "union")
