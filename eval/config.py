@@ -49,6 +49,7 @@ class AdapterConfig:
     # The adapter's own base model when it differs from `model` (the Qwen setup keeps the
     # Llama3 IEPile anchor): that stage then runs first on a separate engine of its base.
     base_model: str = ""
+    base_model_revision: str = ""  # the Hub commit of base_model
 
 
 @dataclass
@@ -187,6 +188,13 @@ class InferenceConfig:
         base = base or self.model
         return {role: a for role, a in self.adapters_by_role().items()
                 if (a.base_model or self.model) == base}
+
+    def revision_of(self, model: str) -> str:
+        """The pinned Hub commit of a base model this config runs ("" = unpinned or local)."""
+        if model == self.model:
+            return self.model_revision
+        return next((e.base_model_revision for e in self.extractors.values()
+                     if e.base_model == model and e.base_model_revision), "")
 
     def foreign_bases(self) -> dict[str, str]:
         """Extractors that need an engine of another base model: name -> base model."""

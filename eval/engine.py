@@ -117,8 +117,8 @@ class VLLMBackend:
 
         self.config = config
         self.model = model or config.model
-        # the main base model is pinned by config.model_revision (a Hub id; local dirs ignore it)
-        self.revision = (config.model_revision or None) if self.model == config.model else None
+        # a Hub base model is pinned by model_revision / base_model_revision (local dirs: none)
+        self.revision = config.revision_of(self.model) or None
         self.tokenizer = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
         self.llm = None
         self.loras: dict[str, Any] = {}

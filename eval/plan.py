@@ -61,11 +61,10 @@ def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
 def hub_notes(config: InferenceConfig) -> list[str]:
     """Base models that come from the Hub: downloaded on first use; their heads are unread."""
     notes = []
-    revisions = {config.model: config.model_revision}
     for model in base_models(config):
         if _looks_local(model):
             continue
-        revision = revisions.get(model) or "unpinned"
+        revision = config.revision_of(model) or "unpinned"
         notes.append(f"{model} (revision {revision}) is a Hub id: vLLM downloads it on first "
                      "use; the TP/attention-head check is skipped (no local config.json)")
     return notes

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from data_prep.io import ProjectError
-from eval.config import ConfigError, InferenceConfig, validate
+from eval.config import ConfigError, InferenceConfig, load_config, validate
 from eval.placement import (
     FAKE_GPUS_ENV,
     SINGLE_PROCESS_ON_CUDA,
@@ -268,6 +268,10 @@ def test_shipped_gpu_configs_pin_every_download(path: str, tmp_path: Path) -> No
     anchor["path"] = str(tmp_path / "anchor")
     wanted = fetch_models.missing_adapters({"extractors": {"anchor": anchor}}, path)
     assert wanted == {"extractors.anchor": (IEPILE, str(tmp_path / "anchor"), "42ffeae")}
+    # every base model an engine starts on is pinned to a full commit, the foreign one too
+    loaded = load_config(REPO / path, ["engine.backend=fake"])
+    for model in {loaded.model, *loaded.foreign_bases().values()}:
+        assert len(loaded.revision_of(model)) == 40, model
 
 
 @pytest.mark.parametrize(("revision", "shown"), [("", "not set"), ("main", "main")])
