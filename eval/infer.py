@@ -50,6 +50,8 @@ def ablation_overrides(config_path: str, overrides: list[str], ablation: str) ->
         raise ConfigError(f"--ablation {ablation}: not an ablation of {config_path} "
                           f"(known: {', '.join(known)})")
     return known[ablation]
+
+
 def lock_run_dir(out: Path):
     """Hold ``OUT/.lock`` for this process's lifetime; a second live run into OUT is refused.
     ``flock`` dies with its process, so a crashed run never leaves the directory stuck."""
@@ -68,19 +70,6 @@ def lock_run_dir(out: Path):
     handle.write(f"pid {os.getpid()}\n")
     handle.flush()
     return handle
-
-
-def run_domain_dirs(domains: dict[str, Domain]) -> dict[str, str]:
-    """Each domain's folder name under OUT: its own name, whatever path it was given by, so a
-    domain outside ``mappings/`` never gets run files written beside its definition."""
-    names: dict[str, str] = {}
-    for ref, domain in domains.items():
-        clash = [r for r, n in names.items() if n == domain.name]
-        if clash:
-            raise ConfigError(f"domains {clash[0]!r} and {ref!r} share the name "
-                              f"{domain.name!r}; give one of them another name")
-        names[ref] = domain.name
-    return names
 
 
 def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[Sentence]]]
@@ -104,8 +93,9 @@ def domain_gold(config: InferenceConfig, domain: Domain) -> Path:
     return domain.sentences_path(config.data_dir)
 
 
-def domain_sentences(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None
-                     ) -> list[Sentence]:
+def domain_work(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None
+                ) -> tuple[Domain, list[Sentence]]:
+    """A domain (by name or path) and its sentences: the limit's first N, this shard's share."""
     domain = load_domain(ref)
     sentences = load_sentences(domain_gold(config, domain))
     limit = config.domain_limits.get(ref, config.domain_limits.get(domain.name, config.limit))
@@ -113,7 +103,7 @@ def domain_sentences(config: InferenceConfig, ref: str, shard: tuple[int, int] |
     if shard:
         index, count = shard
         sentences = sentences[index::count]
-    return sentences
+    return domain, sentences
 
 
 def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
@@ -129,12 +119,11 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
     make = make or make_backend
     archetypes = load_archetypes()
     work = load_work(config, shard)  # fail early
-    dirs = run_domain_dirs({ref: domain for ref, (domain, _) in work.items()})
     out, lock = prepare_run_dir(config, work)
 
     def runs(backend) -> list:
-        return [(DomainRun(config, domain, archetypes, backend, out / dirs[ref]), sentences)
-                for ref, (domain, sentences) in work.items()]
+        return [(DomainRun(config, domain, archetypes, backend, out / domain.name), sentences)
+                for domain, sentences in work.values()]
 
     try:
         for role, base in config.foreign_bases().items():
@@ -148,8 +137,8 @@ def run_pipeline(config: InferenceConfig, shard: tuple[int, int] | None = None,
         backend = backend or make(config, None)
         run_domains(runs(backend))
         written = {}
-        for ref, (domain, sentences) in work.items():
-            written[domain.name] = out / dirs[ref] / "predictions.jsonl"
+        for domain, sentences in work.values():
+            written[domain.name] = out / domain.name / "predictions.jsonl"
             print(f"{domain.name}: {len(sentences)} sentences -> {written[domain.name]}")
         record_engine_stats(out, backend.stats())
     finally:
@@ -169,18 +158,27 @@ def record_engine_stats(out: Path, stats: dict[str, Any]) -> None:
 
 def load_work(config: InferenceConfig, shard: tuple[int, int] | None = None
               ) -> dict[str, tuple[Domain, list[Sentence]]]:
-    """Every configured domain and its sentences (this shard's), read before any model loads."""
-    return {ref: (load_domain(ref), domain_sentences(config, ref, shard))
-            for ref in config.domains}
+    """Every configured domain and its sentences (this shard's), read before any model loads.
+    A domain's run files go to ``OUT/<its name>``, whatever path it was given by (so none land
+    beside a definition outside ``mappings/``): two domains may not share a name."""
+    work: dict[str, tuple[Domain, list[Sentence]]] = {}
+    for ref in config.domains:
+        domain, sentences = domain_work(config, ref, shard)
+        clash = next((r for r, (d, _) in work.items() if d.name == domain.name), None)
+        if clash is not None:
+            raise ConfigError(f"domains {clash!r} and {ref!r} share the name "
+                              f"{domain.name!r}; give one of them another name")
+        work[ref] = (domain, sentences)
+    return work
 
 
 def merge_shards(config: InferenceConfig, shard_dirs: list[Path]) -> None:
     """Concatenate the shards' per-stage files in the original sentence order (an answer saved
     by several shards once)."""
     out = Path(config.output_dir)
-    for ref in config.domains:
-        name = load_domain(ref).name
-        order = {s.id: i for i, s in enumerate(domain_sentences(config, ref))}
+    for domain, sentences in load_work(config).values():
+        name = domain.name
+        order = {s.id: i for i, s in enumerate(sentences)}
         stats: list[dict[str, Any]] = []
         stages = sorted({f.stem for d in shard_dirs for f in (d / name).glob("*.jsonl")})
         for stage in stages:
@@ -208,9 +206,7 @@ def run_data_parallel(config: InferenceConfig, config_path: str, overrides: list
     from eval.placement import check_placement
 
     shards = check_placement(config)  # refused before anything is written or started
-    work = load_work(config)
-    run_domain_dirs({ref: domain for ref, (domain, _) in work.items()})
-    _, lock = prepare_run_dir(config, work)
+    _, lock = prepare_run_dir(config, load_work(config))
     shard_root = Path(config.output_dir) / "shards"
     processes = []
     for index, gpus in enumerate(shards):

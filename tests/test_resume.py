@@ -330,3 +330,16 @@ def test_extract_as_and_raw_tags_choose_what_the_extractors_are_asked(tmp_path,
     raw = extractor_types(domain, load_config(path, ["extraction.type_names=raw_tag"]))
     assert raw == [tag for tag in domain.labels if tag != "misc"]
     assert "musicalartist" in raw
+
+
+def test_two_domains_with_one_name_are_refused_before_out_exists(tmp_path, converted_crossner,
+                                                                own_domain):
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for name in ("domain.yaml", "sentences.jsonl"):
+        (twin / name).write_text((own_domain / name).read_text())
+    path = write_config(tmp_path, converted_crossner, domains=[str(own_domain), str(twin)])
+    with pytest.raises(ConfigError, match=rf"domains {str(own_domain)!r} and {str(twin)!r} "
+                                          "share the name 'mymusic'"):
+        run_pipeline(load_config(path), backend=FakeBackend(lambda r, p: ""))
+    assert not (tmp_path / "run").exists()
