@@ -80,6 +80,11 @@ def place_shards(visible: Sequence[str], dp: int, tp: int) -> list[list[str]]:
     return [list(visible[i * tp:(i + 1) * tp]) for i in range(dp)]
 
 
+def looks_local(model: str) -> bool:
+    """Whether a model reference is a local path rather than a Hub id (``org/name``)."""
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
+
+
 def attention_heads(model: str) -> tuple[int, int] | None:
     """(attention heads, KV heads) from a local model dir's ``config.json``; None for a hub id
     (or a config without them), whose check is then skipped."""

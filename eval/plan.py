@@ -19,7 +19,7 @@ from eval.config import (
     read_config_data,
     validate,
 )
-from eval.placement import base_models, check_placement, visible_gpu_ids
+from eval.placement import base_models, check_placement, looks_local, visible_gpu_ids
 
 TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier"}
 
@@ -29,10 +29,6 @@ def load_unchecked(path: str, overrides: Sequence[str]) -> InferenceConfig:
     config = _build(InferenceConfig, read_config_data(path, overrides), "")
     validate(config, check_paths=False)
     return config
-
-
-def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
 
 
 def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
@@ -48,7 +44,7 @@ def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
         where = "classifier_adapter" if role == "classifier" else f"extractors.{role}"
         missing.append(f"{where}: {adapter.path} has no adapter_config.json ({how})")
     for model in base_models(config):
-        if _looks_local(model) and not (Path(model) / "config.json").is_file():
+        if looks_local(model) and not (Path(model) / "config.json").is_file():
             missing.append(f"model: {model} is not a local model dir (build or download it)")
     for name in config.domains:
         path = load_domain(name).sentences_path(config.data_dir)
@@ -62,7 +58,7 @@ def hub_notes(config: InferenceConfig) -> list[str]:
     """Base models that come from the Hub: downloaded on first use; their heads are unread."""
     notes = []
     for model in base_models(config):
-        if _looks_local(model):
+        if looks_local(model):
             continue
         revision = config.revision_of(model) or "unpinned"
         notes.append(f"{model} (revision {revision}) is a Hub id: vLLM downloads it on first "

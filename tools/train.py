@@ -34,6 +34,7 @@ import yaml
 
 from data_prep.cli import make_parser
 from data_prep.io import ProjectError, read_yaml_mapping
+from eval.placement import looks_local
 
 # Read by LlamaFactory's launcher (llamafactory/launcher.py) and passed through unchanged.
 MULTI_NODE_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE")
@@ -67,10 +68,6 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str]) -> dict[str,
     return {**read_yaml_mapping(path, RecipeError), **parse_overrides(overrides)}
 
 
-def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
-
-
 def device_neutral(recipe: dict[str, Any]) -> dict[str, Any]:
     """The recipe as LlamaFactory's parser can check it in a plain process on any machine: CPU
     settings and no DeepSpeed, whatever GPUs are present (:func:`gpu_findings` covers those)."""
@@ -101,7 +98,7 @@ def recipe_findings(recipe: dict[str, Any]) -> list[Finding]:
     if template not in TEMPLATES:
         found.append(Finding(f"unknown template {template!r}"))
     model = str(recipe.get("model_name_or_path", ""))
-    if _looks_local(model) and not (Path(model) / "config.json").is_file():
+    if looks_local(model) and not (Path(model) / "config.json").is_file():
         found.append(Finding(f"model {model!r} is not a local model dir (build or download it "
                              "first)", missing=True))
     dataset_dir = str(recipe.get("dataset_dir", "data"))
@@ -163,7 +160,7 @@ def gpu_findings(recipe: dict[str, Any], gpus: int,
 
 def model_notes(recipe: dict[str, Any]) -> list[str]:
     model = str(recipe.get("model_name_or_path", ""))
-    if not model or _looks_local(model):
+    if not model or looks_local(model):
         return []
     return [f"model {model} is not local: LlamaFactory downloads it from the Hugging Face Hub at "
             "launch unless it is in the Hugging Face cache (gated models need HF_TOKEN)"]
