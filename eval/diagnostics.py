@@ -1,7 +1,7 @@
 """Per-stage diagnostics of a run against gold: where did the F1 go, discovery or typing?
 
-Read from a domain's run files (``stage1_discovery.jsonl``, ``stage2_archetypes.jsonl``,
-``predictions.jsonl``) for the gold sentences the run predicted, all type-agnostic and per
+Read from a domain's run files (``stage1_discovery.jsonl``, ``stage2_archetypes.jsonl``) and
+its predictions (as the scorer loaded them) for the gold sentences the run predicted, all type-agnostic and per
 sentence on string sets, as the authors' scorer compares strings (misc included: a mention is a
 mention whatever its type):
 
@@ -34,11 +34,12 @@ def _tally(counts: Counts, found: set[str], gold: set[str]) -> None:
     counts.add(Counts(len(found & gold), len(found - gold), len(gold - found)))
 
 
-def domain_diagnostics(run_domain: Path, gold: Sequence[Sentence]) -> dict[str, Any]:
-    """The diagnostics of one domain's run dir over ``gold`` (the sentences it predicted)."""
+def domain_diagnostics(run_domain: Path, gold: Sequence[Sentence],
+                       predictions: Mapping[str, Sequence[tuple[str, str]]]) -> dict[str, Any]:
+    """The diagnostics of one domain's run dir over ``gold`` (the sentences it predicted);
+    ``predictions``: sentence id -> (mention, type), as :func:`eval.score.load_predictions`."""
     discovery = _records(run_domain / "stage1_discovery.jsonl")
     archetypes = _records(run_domain / "stage2_archetypes.jsonl")
-    predictions = _records(run_domain / "predictions.jsonl")
     mention_counts: dict[str, Counts] = defaultdict(Counts)
     dropped = dropped_gold = 0
     by_archetype: Counter[str] = Counter()
@@ -56,11 +57,11 @@ def domain_diagnostics(run_domain: Path, gold: Sequence[Sentence]) -> dict[str, 
             dropped += len(found["consensus_dropped"])
             dropped_gold += len(set(found["consensus_dropped"]) & gold_mentions)
         by_archetype.update(a for _, a in archetypes.get(sentence.id, {}).get("archetypes", []))
-        for entity in predictions.get(sentence.id, {}).get("entities", []):
-            mention = entity["text"].strip()
+        for text, etype in predictions.get(sentence.id, ()):
+            mention = text.strip()
             if mention in gold_types:
                 typed += 1
-                typed_right += entity["type"] in gold_types[mention]
+                typed_right += etype in gold_types[mention]
     order = [n for n in mention_counts if n != CONSENSUS] + [CONSENSUS]
     return {
         "sentences": len(gold),
@@ -72,9 +73,11 @@ def domain_diagnostics(run_domain: Path, gold: Sequence[Sentence]) -> dict[str, 
     }
 
 
-def diagnostics(run_dir: Path, scored: Mapping[str, Sequence[Sentence]]) -> dict[str, Any]:
-    """Per domain (``scored``: domain -> the gold sentences the run predicted)."""
-    return {name: domain_diagnostics(run_dir / name, gold) for name, gold in scored.items()}
+def diagnostics(run_dir: Path, scored: Mapping[str, tuple[Sequence[Sentence], Mapping[
+        str, Sequence[tuple[str, str]]]]]) -> dict[str, Any]:
+    """Per domain (``scored``: domain -> (the gold sentences the run predicted, predictions))."""
+    return {name: domain_diagnostics(run_dir / name, gold, preds)
+            for name, (gold, preds) in scored.items()}
 
 
 def markdown(name: str, diag: Mapping[str, Any]) -> list[str]:

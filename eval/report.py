@@ -392,7 +392,7 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
     if missing and any(d in paper.domains for d in infos):
         notes.append(f"domains not in this run: {', '.join(missing)}; the paper's Avg. beside "
                      "ours is the mean of its values for the domains present")
-    diags = diagnostics(run_dir, {name: scored for name, (scored, _) in per_domain.items()
+    diags = diagnostics(run_dir, {name: scored_preds for name, scored_preds in per_domain.items()
                                   if (run_dir / name / "stage1_discovery.jsonl").is_file()})
     return RunReport(run_dir, data_dir, paper, paper_row_for(config), reports, infos, config,
                      warnings, notes, diags)

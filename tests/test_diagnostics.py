@@ -7,6 +7,7 @@ import pytest
 from data_prep.io import write_jsonl
 from data_prep.records import Sentence, Span
 from eval.diagnostics import csv_rows, domain_diagnostics, markdown, plot
+from eval.score import load_predictions
 
 
 def sentence(sid: str, text: str, spans: list[tuple[int, int, str]]) -> Sentence:
@@ -43,7 +44,8 @@ def run_domain(tmp_path):
 
 
 def test_diagnostics_by_hand(run_domain):
-    diag = domain_diagnostics(run_domain, GOLD)
+    preds = load_predictions([run_domain / "predictions.jsonl"])
+    diag = domain_diagnostics(run_domain, GOLD, preds)
     # anchor: {NIN, Cleveland} vs gold {TR, NIN, Ohio}: TP 1, FP 1, FN 2
     # explorer: s1 {TR, founded, Ohio}: TP 2 FP 1 FN 1; s2 {world}: FP 1 -> TP 2 FP 2 FN 1
     # consensus: {NIN, TR}: TP 2, FP 0, FN 1
@@ -60,7 +62,8 @@ def test_diagnostics_by_hand(run_domain):
 
 
 def test_diagnostics_outputs(run_domain):
-    diag = domain_diagnostics(run_domain, GOLD)
+    preds = load_predictions([run_domain / "predictions.jsonl"])
+    diag = domain_diagnostics(run_domain, GOLD, preds)
     md = "\n".join(markdown("music", diag))
     assert "| extractor `anchor` | 50.0 | 33.3 | 40.0 | 1 | 1 | 2 |" in md
     assert "| **after consensus** | 100.0 | 66.7 | 80.0 | 2 | 0 | 1 |" in md
