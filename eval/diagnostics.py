@@ -1,9 +1,9 @@
 """Per-stage diagnostics of a run against gold: where did the F1 go, discovery or typing?
 
 Read from a domain's run files (``stage1_discovery.jsonl``, ``stage2_archetypes.jsonl``) and
-its predictions (as the scorer loaded them) for the gold sentences the run predicted, all type-agnostic and per
-sentence on string sets, as the authors' scorer compares strings (misc included: a mention is a
-mention whatever its type):
+its predictions (as the scorer loaded them) for the gold sentences the run predicted, all
+type-agnostic and per sentence on string sets, as the authors' scorer compares strings (misc
+included: a mention is a mention whatever its type):
 
 * mention P/R/F1 of every extractor and of the consensus output (the discovered mentions);
 * how many mentions the consensus rule dropped, and how many of those were gold mentions;
