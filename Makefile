@@ -21,6 +21,9 @@ LIMIT       ?=
 TP          ?=
 DP          ?=
 ABLATION    ?=
+# label definitions for make infer: a variant of mappings/definitions/ (train_examples) or a file
+# (e.g. the authors' schema_define_crossNER.json); empty = each domain file's own definitions
+DEFINITIONS ?=
 # DRY_RUN=1: train-*/infer run every check and print the plan (launch command, shards, what is
 # missing) without training, starting an engine or building their data/model prerequisites
 DRY_RUN     ?=
@@ -47,7 +50,7 @@ CROSSNER := $(DATA_DIR)/crossner
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR MIT_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
              DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL DEMO_CROSSNER \
-             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN INPUT LABELS
+             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN INPUT LABELS DEFINITIONS
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
@@ -108,11 +111,11 @@ INFER_NEEDS_DATA = $(if $(DOMAIN),$(filter $(CROSSNER_DOMAINS) $(MIT_DOMAINS),$(
 
 INFER_PREREQS = $(if $(INFER_NEEDS_DATA),data) $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
 
-infer: env-infer $(if $(DRY_RUN),,$(INFER_PREREQS))  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= DRY_RUN= key=value
+infer: env-infer $(if $(DRY_RUN),,$(INFER_PREREQS))  ## three-stage pipeline: CONFIG= DOMAIN= LIMIT= OUT= TP= DP= ABLATION= DEFINITIONS= DRY_RUN= key=value
 	$(INFER_PY) -m eval.infer --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(if $(DOMAIN),--domains $(INFER_DOMAINS)) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT)) $(if $(DP),--dp $(DP)) \
 	  $(if $(TP),engine.tensor_parallel_size=$(TP)) $(if $(ABLATION),--ablation $(ABLATION)) \
-	  $(OVERRIDES)
+	  $(if $(DEFINITIONS),definitions=$(DEFINITIONS)) $(OVERRIDES)
 
 PREDICT_PREREQS = $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
 

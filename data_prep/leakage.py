@@ -1,10 +1,30 @@
-"""Find strings in label definitions that are gold mentions of a benchmark's test split only."""
+"""Find strings in label definitions that are gold mentions of a benchmark's test split.
+
+Zero-shot means zero: nothing a model is shown (definitions, examples, descriptions) may carry a
+string that is a gold mention of a test split, **whether or not it is also gold in train or
+dev** (a train-split string that is also test gold still tells the model a test answer). What is
+checked in a YAML file's text (every string, key or value, of the parsed YAML, plus full-line
+comments):
+
+* every quoted example (``"..."`` or ``“...”``), of any length, single words included;
+* every unquoted run of 2 or more words (word n-grams);
+* every unquoted single word written with a capital letter inside a sentence (a proper-noun
+  example such as ``Java`` that was left unquoted).
+
+A lower-case single word that is not quoted is NOT checked: generic words ("novel", "country",
+"piano") are gold mentions somewhere in nearly every test split, and a single word of ordinary
+prose carries no benchmark-specific information. Put examples in quotes.
+
+Matching ignores case (MIT's gold is lower-cased) and is exact on the words as written, and also
+on the string tokenised the CrossNER way (punctuation split off: "Clash's" -> "Clash ' s").
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +32,14 @@ import yaml
 
 from data_prep import mit
 from data_prep.crossner import parse_bio
+from data_prep.mappings import CROSSNER_DOMAINS
 from data_prep.records import Sentence
-
-# Zero-shot means zero: nothing a model is shown (definitions, examples, descriptions) may carry
-# information from a test split. A string is a leak when it is a gold mention of the test split
-# and of no train/dev sentence. What is checked in a YAML file's text (every string, key or
-# value, of the parsed YAML, plus full-line comments):
-#   * every quoted example ("..." or “...”), of any length, single words included;
-#   * every unquoted run of 2 or more words (word n-grams).
-# A single unquoted word is NOT checked: generic words ("novel", "country", "piano") are gold
-# mentions somewhere in nearly every test split, so flagging them would be noise, and a single
-# word of ordinary prose carries no benchmark-specific information. Quote it if it is an example.
-# Matching is case-sensitive and exact on the string as written, and also on the string
-# tokenised the CrossNER way (punctuation split off: "Clash's" -> "Clash ' s" / "Clash 's").
 
 QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 _SPLIT_OFF = re.compile(r'([()\[\],;:!?"“”‘’])')
 _FINAL_PERIOD = re.compile(r"(?<=[^\s.]{4})\.(?=\s|$)")  # "event." -> "event ." but not "Dr."
+_SENTENCE_END = {".", "!", "?", ":"}  # a capital after these opens a sentence
+_EXAMPLE_MARKS = ("e.g.", "i.e.")
 
 
 def gold_mentions(sentences: Iterable[Sentence]) -> set[str]:
@@ -36,22 +47,26 @@ def gold_mentions(sentences: Iterable[Sentence]) -> set[str]:
     return {span.text for sentence in sentences for span in sentence.entities}
 
 
-def crossner_gold(raw_dir: str | os.PathLike[str], domain: str) -> tuple[set[str], set[str]]:
-    """(train+dev gold mentions, test gold mentions) read from ``raw_dir/<domain>/<split>.txt``."""
-    seen: set[str] = set()
-    for split in ("train", "dev"):
-        seen |= gold_mentions(parse_bio(Path(raw_dir) / domain / f"{split}.txt", domain, split)[0])
-    test = gold_mentions(parse_bio(Path(raw_dir) / domain / "test.txt", domain, "test")[0])
-    return seen, test
+def crossner_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
+    """Test gold mentions of a CrossNER domain, read from ``raw_dir/<domain>/test.txt``."""
+    return gold_mentions(parse_bio(Path(raw_dir) / domain / "test.txt", domain, "test")[0])
 
 
-def mit_gold(raw_dir: str | os.PathLike[str], domain: str) -> tuple[set[str], set[str]]:
-    """(train gold mentions, test gold mentions) of ``mit_movie``/``mit_restaurant``, read from
-    ``raw_dir/<movie|restaurant>/<split>.txt``; MIT has no dev split: train is the allowed set."""
+def mit_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
+    """Test gold mentions of ``mit_movie``/``mit_restaurant`` (``raw_dir/<movie|restaurant>``)."""
     folder = Path(raw_dir) / mit.DOMAINS[domain]
-    train, _ = parse_bio(folder / "train.txt", domain, "train", tag_first=True)
-    test, _ = parse_bio(folder / "test.txt", domain, "test", tag_first=True)
-    return gold_mentions(train), gold_mentions(test)
+    return gold_mentions(parse_bio(folder / "test.txt", domain, "test", tag_first=True)[0])
+
+
+# Every benchmark domain the project ships definitions for -> its test gold, read from a data
+# folder laid out like ../shared/data (crossner/<domain>/, mit/<movie|restaurant>/). Adding a
+# benchmark is one row.
+BENCHMARK_TEST_GOLD: dict[str, Callable[[Path], set[str]]] = {
+    **{domain: (lambda data, domain=domain: crossner_test_gold(data / "crossner", domain))
+       for domain in CROSSNER_DOMAINS},
+    "mit_movie": lambda data: mit_test_gold(data / "mit", "mit_movie"),
+    "mit_restaurant": lambda data: mit_test_gold(data / "mit", "mit_restaurant"),
+}
 
 
 def yaml_texts(source: os.PathLike[str] | str | dict[str, Any]) -> list[str]:
@@ -81,6 +96,16 @@ def yaml_texts(source: os.PathLike[str] | str | dict[str, Any]) -> list[str]:
     return texts
 
 
+def archetype_texts(path: str | os.PathLike[str]) -> str:
+    """What ``archetypes.yaml`` shows a model - the ``archetypes`` section (names and
+    definitions) - plus its comments, as YAML text for :func:`find_leaks`. The ``projection``
+    lists are IEPile's own type names, read only by the converters, never shown at inference."""
+    raw = Path(path).read_text(encoding="utf-8")
+    comments = [line for line in raw.splitlines() if line.strip().startswith("#")]
+    shown = {"archetypes": (yaml.safe_load(raw) or {}).get("archetypes")}
+    return "\n".join([*comments, yaml.safe_dump(shown, allow_unicode=True, width=10_000)])
+
+
 def spellings(text: str) -> list[list[str]]:
     """Word sequences to match: as written, and tokenised the CrossNER way (two possessives)."""
     padded = _FINAL_PERIOD.sub(" .", _SPLIT_OFF.sub(r" \1 ", text))
@@ -89,22 +114,53 @@ def spellings(text: str) -> list[list[str]]:
     return [text.split(), split_s.split(), joined_s.split()]
 
 
-def find_leaks(
-    source: os.PathLike[str] | str | dict[str, Any], train_dev_gold: set[str], test_gold: set[str]
-) -> list[str]:
-    """Test-only gold mentions (in ``test_gold``, not in ``train_dev_gold``; CrossNER spelling)
-    that ``source`` (as for :func:`yaml_texts`) quotes, or contains as a run of 2+ words."""
-    test_only = test_gold - train_dev_gold
-    if not test_only:
+def _capitalised_inside(words: list[str]) -> Iterator[str]:
+    """Single words with a capital letter that do not open a sentence (proper-noun-like); a
+    word after "e.g." or "i.e." is an example and is checked."""
+    for previous, word in pairwise(words):
+        word = word.strip(".,;:!?")
+        opens = previous in _SENTENCE_END or (
+            previous.endswith((".", "!", "?")) and previous.lower() not in _EXAMPLE_MARKS)
+        if word[:1].isupper() and not opens:
+            yield word
+
+
+def find_leaks(source: os.PathLike[str] | str | dict[str, Any], test_gold: set[str]
+               ) -> list[str]:
+    """Test gold mentions (CrossNER spelling, as the gold writes them) that ``source`` (as for
+    :func:`yaml_texts`) quotes, contains as a run of 2+ words, or names as a capitalised word."""
+    index: dict[str, str] = {}
+    for mention in sorted(test_gold):
+        index.setdefault(mention.lower(), mention)
+    if not index:
         return []
-    longest = max(len(mention.split()) for mention in test_only)
+    longest = max(len(mention.split()) for mention in index)
     found: set[str] = set()
+
+    def look(words: Iterable[str]) -> None:
+        written = " ".join(words)
+        if written.lower() in index:  # the gold's own spelling, the one written if it is gold
+            found.add(written if written in test_gold else index[written.lower()])
+
     for text in yaml_texts(source):
         for match in QUOTED.finditer(text):
             quoted = (match.group(1) or match.group(2)).strip()
-            found |= {" ".join(words) for words in spellings(quoted)} & test_only
+            for words in spellings(quoted):
+                look(words)
         for words in spellings(text):
             for n in range(2, longest + 1):
-                grams = {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
-                found |= grams & test_only
+                for i in range(len(words) - n + 1):
+                    look(words[i:i + n])
+            for word in _capitalised_inside(words):
+                look([word])
     return sorted(found)
+
+
+def leak_report(paths: Iterable[Path], test_gold: set[str], root: Path | None = None
+                ) -> list[str]:
+    """``file: 'string'`` for every leak of every file (``root``: paths shown relative to it);
+    an ``archetypes.yaml`` is checked for what it shows models (:func:`archetype_texts`)."""
+    return [f"{path.relative_to(root) if root else path}: {leak!r}"
+            for path in paths
+            for leak in find_leaks(archetype_texts(path) if path.name == "archetypes.yaml"
+                                   else path, test_gold)]

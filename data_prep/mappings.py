@@ -195,7 +195,7 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
             extract_as=(_text(body["extract_as"], f"{path}: labels.{tag}.extract_as")
                         if body.get("extract_as") is not None else ""),
         )
-    _check_distinct_labels(path, labels)
+    check_distinct_labels(path, labels)
     more_specific: dict[str, tuple[str, ...]] = {}
     for tag, general in (data.get("more_specific") or {}).items():
         general = [general] if isinstance(general, str) else list(general or [])
@@ -215,7 +215,7 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
     return Domain(name, labels, more_specific, fallback, data.get("sentences"), path)
 
 
-def _check_distinct_labels(path: Path, labels: dict[str, Label]) -> None:
+def check_distinct_labels(path: Path, labels: dict[str, Label]) -> None:
     """Refuse two labels that answer to the same word. Calibration reads the model's answer by
     label name or raw tag, case-insensitively, so such a pair would map to one of them and the
     other could never be predicted."""

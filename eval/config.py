@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from data_prep.definitions import apply_definitions, load_definitions
 from data_prep.io import ProjectError, read_yaml_mapping
 from data_prep.mappings import MappingError, load_domain
 
@@ -164,6 +165,9 @@ class InferenceConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     domains: list[str] = field(default_factory=lambda: ["ai", "literature", "music", "politics",
                                                         "science"])
+    # label definitions in place of the domain files' defaults: a variant name under
+    # mappings/definitions/ or a file path (data_prep/definitions.py); "" = the defaults
+    definitions: str = ""
     data_dir: str = "data"
     limit: int | None = None
     # first N sentences of these domains, beating `limit` (make demo: CrossNER as a taste)
@@ -439,11 +443,22 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
             problems.append(f"domain_limits.{name} must be an integer >= 1")
         if name not in config.domains:
             problems.append(f"domain_limits.{name}: {name} is not among domains")
+    definitions = None
+    if config.definitions:
+        try:
+            definitions = load_definitions(config.definitions)
+        except MappingError as exc:
+            problems.append(f"definitions: {exc}")
     for name in config.domains:
         try:
-            load_domain(name)
+            domain = load_domain(name)
         except MappingError as exc:
             problems.append(f"domains: {exc}")
+            continue
+        try:
+            apply_definitions(domain, definitions)
+        except MappingError as exc:
+            problems.append(f"definitions: {exc}")
     if config.engine.backend != "fake":  # GPUs, DP x TP, attention heads: eval/placement.py
         from eval.placement import placement_problems, visible_gpu_ids
 

@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 from data_prep.cli import make_parser, run
+from data_prep.definitions import SETTINGS, Definitions, apply_definitions, load_definitions
 from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
+from data_prep.leakage import find_leaks, gold_mentions
 from data_prep.mappings import Domain, load_archetypes, load_domain
 from data_prep.records import Sentence, load_sentences
 from eval.config import ConfigError, InferenceConfig, load_config, read_config_data
@@ -83,7 +85,8 @@ def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[
                       "sentences": len(sentences)}
         for ref, (domain, sentences) in work.items()}
     record = {"prompt_version": PROMPT_VERSION, "domains": covered,
-              "limit": config.limit, "domain_limits": config.domain_limits}
+              "limit": config.limit, "domain_limits": config.domain_limits,
+              "definitions": definitions_record(config, work)}
     write_text_atomic(out / "run.json", json.dumps(record, indent=2))
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return out, lock
@@ -93,10 +96,39 @@ def domain_gold(config: InferenceConfig, domain: Domain) -> Path:
     return domain.sentences_path(config.data_dir)
 
 
+def run_definitions(config: InferenceConfig) -> Definitions | None:
+    """The run's definitions file (``definitions``/``DEFINITIONS=``); None = domain defaults."""
+    return load_definitions(config.definitions) if config.definitions else None
+
+
+def definitions_record(config: InferenceConfig,
+                       work: dict[str, tuple[Domain, list[Sentence]]]) -> dict[str, Any]:
+    """Which label definitions the calibrator is shown, and, per domain, every gold mention of
+    the domain's whole gold file that they (or the archetype definitions) quote
+    (:mod:`data_prep.leakage`); the report's first lines say when this is not the paper's
+    setting. Defaults are checked in CI already; a file of the user's is checked here."""
+    definitions = run_definitions(config)
+    record = definitions.record() if definitions else {
+        "source": "mappings/domains (each domain file's own definitions)", "sha256": None,
+        "layout": "samner", "setting": "guidelines", "setting_means": SETTINGS["guidelines"],
+        "paper_setting": True, "description": ""}
+    archetypes = load_archetypes().definitions
+    record["domains"] = {}
+    for domain, _ in work.values():
+        _, origin = apply_definitions(load_domain(domain.source or domain.name), definitions)
+        shown = {"labels": {tag: {"name": label.name, "definition": label.definition}
+                            for tag, label in domain.labels.items()}, "archetypes": archetypes}
+        gold = gold_mentions(load_sentences(domain_gold(config, domain)))
+        record["domains"][domain.name] = {"from": origin,
+                                          "gold_strings_quoted": find_leaks(shown, gold)}
+    return record
+
+
 def domain_work(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None
                 ) -> tuple[Domain, list[Sentence]]:
-    """A domain (by name or path) and its sentences: the limit's first N, this shard's share."""
-    domain = load_domain(ref)
+    """A domain (by name or path, with the run's definitions) and its sentences: the limit's
+    first N, this shard's share."""
+    domain, _ = apply_definitions(load_domain(ref), run_definitions(config))
     sentences = load_sentences(domain_gold(config, domain))
     limit = config.domain_limits.get(ref, config.domain_limits.get(domain.name, config.limit))
     sentences = sentences[:limit] if limit is not None else sentences

@@ -108,6 +108,7 @@ class PaperRow:
     label: str
     f1: dict[str, float]  # domain -> F1 %, plus "avg" as printed
     avg_mismatch: str | None = None
+    source: str = ""  # the primary source: paper and table, or repository and file
 
 
 # A peer's scoring convention -> our closest setting (recipes/paper_results.yaml, `peers`).
@@ -180,7 +181,7 @@ def load_paper(path: Path) -> Paper:
         domains = [str(d) for d in data["domains"]]
         rows = {key: PaperRow(key, str(row["label"]),
                               {str(k): float(v) for k, v in row["f1"].items()},
-                              row.get("avg_mismatch"))
+                              row.get("avg_mismatch"), str(row["source"]))
                 for key, row in data["main"].items()}
         paper = Paper(str(data["source"]), str(data["scoring"]), domains, rows)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -266,6 +267,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)  # worth knowing, not disqualifying
     # per-stage diagnostics by domain (eval/diagnostics.py); only for pipeline runs
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_record: dict[str, Any] = field(default_factory=dict)  # RUN/run.json, when there is one
+    definitions: str | None = None  # which label definitions the calibrator was shown
 
     @property
     def names(self) -> list[str]:
@@ -327,6 +330,30 @@ def model_warnings(config: dict[str, Any] | None) -> tuple[list[str], list[str]]
     return warnings, notes
 
 
+def definitions_caveats(run_record: dict[str, Any] | None) -> tuple[list[str], str | None]:
+    """(warnings, summary line) from ``run.json``'s ``definitions``: a run whose definitions are
+    not the paper's setting (the train-examples variant, a file of the user's such as the
+    authors'), or whose definitions quote gold mentions of a scored domain, says so first."""
+    record = (run_record or {}).get("definitions")
+    if not isinstance(record, dict):
+        return [], None
+    warnings = []
+    if not record.get("paper_setting", True):
+        warnings.append(f"{record.get('setting_means')} ({record.get('source')})")
+    for domain, info in (record.get("domains") or {}).items():
+        quoted = list((info or {}).get("gold_strings_quoted") or [])
+        if quoted:
+            shown = ", ".join(repr(q) for q in quoted[:5]) + (", ..." if len(quoted) > 5 else "")
+            warnings.append(f"the definitions shown for {domain} quote {len(quoted)} gold "
+                            f"mention(s) of its test file ({shown}): not zero-shot")
+    origins = {d: (i or {}).get("from") for d, i in (record.get("domains") or {}).items()}
+    defaults = sorted(d for d, o in origins.items() if o == "default")
+    summary = f"definitions: {record.get('source')} (setting `{record.get('setting')}`)"
+    if defaults and len(defaults) < len(origins):
+        summary += f"; each domain file's own for {', '.join(defaults)}"
+    return warnings, summary
+
+
 def paper_row_for(config: dict[str, Any] | None) -> str:
     """Compare with the paper's row for the run's backbone; Llama3-8B (the main one) otherwise."""
     key = _normalise(str((config or {}).get("model") or ""))
@@ -384,10 +411,13 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
         reports[setting_name(mode, misc)] = ScoreReport(mode, misc, domains)
 
     warnings, notes = model_warnings(config)
+    run_record = _read_json(run_dir / "run.json")
+    definition_warnings, definitions_line = definitions_caveats(run_record)
     partial = [i for i in infos.values() if i.scored < i.full_split]
     if partial:
         shown = ", ".join(f"{i.name} {i.scored}/{i.full_split}" for i in partial)
         warnings.insert(0, f"fewer sentences scored than the full test split ({shown})")
+    warnings = definition_warnings + warnings  # what the model was shown comes first
     missing = [d for d in paper.domains if d not in infos]
     if missing and any(d in paper.domains for d in infos):
         notes.append(f"domains not in this run: {', '.join(missing)}; the paper's Avg. beside "
@@ -395,7 +425,7 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
     diags = diagnostics(run_dir, {name: scored_preds for name, scored_preds in per_domain.items()
                                   if (run_dir / name / "stage1_discovery.jsonl").is_file()})
     return RunReport(run_dir, data_dir, paper, paper_row_for(config), reports, infos, config,
-                     warnings, notes, diags)
+                     warnings, notes, diags, run_record or {}, definitions_line)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -528,6 +558,40 @@ def stats_table(info: DomainInfo) -> str:
     return md_table(["stage", "requests", "status", "other counters"], rows, "lrll")
 
 
+# A stage's parse statuses (eval/parsing.py Status) as the report names them.
+ANSWER_COLUMNS = (("status_ok", "parsed as is"), ("status_repaired", "needed JSON repair"),
+                  ("status_empty", "empty"), ("status_invalid", "unusable"),
+                  ("truncated", "cut at max_tokens"))
+
+
+def answer_quality(r: RunReport) -> list[dict[str, Any]]:
+    """Per domain and LLM stage: how many answers parsed as is, needed the lenient JSON repair
+    (the authors' strict ``json.loads`` would have lost them), were empty or unusable, or were cut
+    at max_tokens (greedy decoding without the authors' repetition penalty can loop)."""
+    rows = []
+    for info in r.domains.values():
+        for stage, counters in ((info.stats or {}).get("stages") or {}).items():
+            if not isinstance(counters, dict) or "requests" not in counters:
+                continue  # not an LLM stage (discovery's consensus, the fallback lookup)
+            rows.append({"domain": info.name, "stage": stage, "requests": counters["requests"],
+                         **{key: int(counters.get(key, 0)) for key, _ in ANSWER_COLUMNS}})
+    return rows
+
+
+def answer_quality_markdown(r: RunReport) -> list[str]:
+    rows = answer_quality(r)
+    if not rows:
+        return []
+    table = md_table(["domain", "stage", "requests", *(name for _, name in ANSWER_COLUMNS)],
+                     [[row["domain"], row["stage"], str(row["requests"]),
+                       *(str(row[key]) for key, _ in ANSWER_COLUMNS)] for row in rows], "llrrrrrr")
+    return ["## Answers per stage: parsed, repaired, cut", "",
+            "Our parser repairs malformed JSON (fences, single quotes, a cut-off tail) where the "
+            "authors' strict `json.loads` would have lost the answer; answers cut at max_tokens "
+            "are often loops (greedy decoding, no repetition penalty). Calibration answers are a "
+            "constrained choice and never need repair.", "", table, ""]
+
+
 def render_markdown(r: RunReport) -> str:
     paper_row = r.paper.rows[r.paper_row]
     lines = ["# SAM-NER evaluation report", ""]
@@ -544,6 +608,7 @@ def render_markdown(r: RunReport) -> str:
         "authors' string-set mode (our `string` mode) with `misc` counted (their calibration "
         "offers misc and their scorer keeps it), so `string` mode with misc is the comparable "
         "table; misc-off and span mode are beside it.",
+        *([f"- {r.definitions}"] if r.definitions else []),
         "- sentences scored per domain: " + ", ".join(
             f"{i.name} {i.scored}/{i.full_split}" for i in r.domains.values()),
     ]
@@ -584,11 +649,12 @@ def render_markdown(r: RunReport) -> str:
                        [[i.name, str(i.predictions), str(i.scored), str(i.gold),
                          str(i.full_split)] for i in r.domains.values()]), ""]
     covered = [d for d in r.names if d in r.paper.domains] or r.names
-    lines += ["## Paper table (F1 %, arXiv 2605.03706)", "",
+    lines += ["## The paper's table (F1 %) and where each row comes from", "",
               md_table(["method", *covered, "Avg."],
                        [[row.label, *(_pct(row.f1.get(d)) for d in covered),
                          _pct(row.f1.get("avg")) + ("‡" if row.avg_mismatch else "")]
                         for row in r.paper.rows.values()]), ""]
+    lines += [f"- {row.label}: {row.source}" for row in r.paper.rows.values()] + [""]
     lines += [f"‡ {row.label}: {row.avg_mismatch} (kept as printed)."
               for row in r.paper.rows.values() if row.avg_mismatch]
     lines += [""] if any(row.avg_mismatch for row in r.paper.rows.values()) else []
@@ -600,6 +666,7 @@ def render_markdown(r: RunReport) -> str:
                   "after consensus = discovery loses F1; low typing accuracy = typing does.", ""]
         for domain, diag in r.diagnostics.items():
             lines += diagnostics_markdown(domain, diag)
+    lines += answer_quality_markdown(r)
     with_stats = [i for i in r.domains.values() if i.stats is not None]
     if with_stats:
         lines += ["## Pipeline stages (stats.json)", ""]
@@ -653,6 +720,7 @@ def to_json(r: RunReport) -> dict[str, Any]:
         "not_paper_numbers": bool(r.warnings),
         "warnings": r.warnings,
         "notes": r.notes,
+        "definitions": r.run_record.get("definitions"),
         "paper": {"source": r.paper.source, "scoring": r.paper.scoring, "row": r.paper_row,
                   "label": r.paper.rows[r.paper_row].label,
                   "f1": r.paper.rows[r.paper_row].f1},
@@ -667,6 +735,7 @@ def to_json(r: RunReport) -> dict[str, Any]:
         "peers": {"source": r.paper.peer_source, "notes": r.paper.peer_notes,
                   "compared": peer_rows(r)},
         "diagnostics": r.diagnostics,
+        "answers": answer_quality(r),
     }
 
 

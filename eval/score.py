@@ -6,14 +6,14 @@ not in the gold files is an error (it means the wrong gold or prediction file).
 
 Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
 
-``span`` (default)
+``string`` (default: the paper's and the SAM-NER authors' convention)
+    Per sentence, the SET of (stripped mention, type) pairs of gold and prediction; repeated
+    mentions collapse. ``not_found`` is still reported.
+``span``
     Each distinct predicted (mention, type) becomes a span at EVERY token-aligned occurrence of
     the mention (its whitespace-split tokens equal a run of sentence tokens). Micro P/R/F1 over the
     sets of exact (start, end, type) spans. A mention found nowhere in the sentence is one false
     positive (and counted in ``not_found``).
-``string``
-    The SAM-NER authors' convention: per sentence, the SET of (stripped mention, type) pairs of
-    gold and prediction; repeated mentions collapse. ``not_found`` is still reported.
 
 ``--no-misc`` drops the ``misc`` label from gold and prediction before counting.
 
@@ -137,7 +137,7 @@ def _tally(score: DomainScore, gold: set[tuple[Any, str]], pred: set[tuple[Any, 
 
 
 def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[Prediction],
-                   mode: str = "span", misc: bool = True) -> None:
+                   mode: str = "string", misc: bool = True) -> None:
     """Add one sentence's counts to ``score``."""
     pairs = {(text.strip(), etype) for text, etype in predicted if misc or etype != MISC}
     gold_spans = [s for s in sentence.entities if misc or s.type != MISC]
@@ -164,7 +164,7 @@ def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[P
 
 
 def score(gold: Iterable[Sentence], predictions: Mapping[str, list[Prediction]],
-          mode: str = "span", misc: bool = True) -> ScoreReport:
+          mode: str = "string", misc: bool = True) -> ScoreReport:
     """Score predictions (id → [(mention, type)]) against gold sentences, grouped by domain."""
     if mode not in MODES:
         raise ScoreError(f"unknown mode {mode!r}; choose one of {MODES}")
@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data"),
                         help="with --run, when run.json names no gold: the data root (gold is "
                              "DATA/<domain>/test.jsonl or the domain's `sentences` under DATA)")
-    parser.add_argument("--mode", choices=MODES, default="span")
+    parser.add_argument("--mode", choices=MODES, default="string",
+                        help="string (default): the paper's string-set scoring; span: exact "
+                             "token offsets")
     parser.add_argument("--no-misc", action="store_true", help="drop misc from gold and prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-per-type", action="store_true", help="omit the per-type table")

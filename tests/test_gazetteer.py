@@ -34,7 +34,7 @@ def test_cli_on_real_music_beats_nothing_and_scores(tmp_path, converted_crossner
     gold = load_gold([converted_crossner / "music" / "test.jsonl"])
     preds = load_predictions([out / "music" / "predictions.jsonl"])
     assert len(preds) == len(gold) == 465
-    result = score(gold, preds).domains["music"]
+    result = score(gold, preds, "span").domains["music"]
     # Every predicted string was copied from the sentence's own tokens, so none can be missing.
     assert result.not_found == 0
     assert result.total.tp > 0 and 0 < result.total.f1 < 1

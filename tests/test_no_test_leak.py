@@ -1,72 +1,85 @@
 """Label definitions must not leak a benchmark's test split: zero-shot means zero.
 
-Every example or multi-word string in ``mappings/domains/<domain>.yaml`` and in
-``mappings/archetypes.yaml`` (shown with every domain) must be invented, generic, or a gold mention
-of that benchmark's train/dev splits, never a gold mention found only in its test split. The rule
-and its limits (single unquoted words are not checked) are in ``data_prep/leakage.py``.
+No string that is a gold mention of a benchmark's test split may appear in what a model is shown,
+even when it is also gold in train or dev. Checked for the default definitions of every shipped
+benchmark domain (``mappings/domains/<domain>.yaml``), for ``mappings/archetypes.yaml`` (shown
+with every domain) and for every shipped definitions variant (``mappings/definitions/*.yaml``).
+The rule and its limits (lower-case single unquoted words are not checked) are in
+``data_prep/leakage.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from data_prep.leakage import crossner_gold, find_leaks, mit_gold, yaml_texts
+from data_prep.definitions import VARIANTS_DIR, load_definitions
+from data_prep.leakage import (
+    BENCHMARK_TEST_GOLD,
+    crossner_test_gold,
+    find_leaks,
+    leak_report,
+    mit_test_gold,
+    yaml_texts,
+)
 from data_prep.mappings import CROSSNER_DOMAINS, DOMAINS_DIR, MAPPINGS_DIR
 
 ARCHETYPES = MAPPINGS_DIR / "archetypes.yaml"
-
-GoldLoader = Callable[[Path], tuple[set[str], set[str]]]  # shared data dir -> (train+dev, test)
-
-# One row per benchmark domain the project ships: mappings/domains/<name>.yaml -> its gold loader.
-# Adding a benchmark is one row. MIT has no dev split: its train split is the allowed set.
-BENCHMARKS: dict[str, GoldLoader] = {
-    **{domain: (lambda data, domain=domain: crossner_gold(data / "crossner", domain))
-       for domain in CROSSNER_DOMAINS},
-    "mit_movie": lambda data: mit_gold(data / "mit", "mit_movie"),
-    "mit_restaurant": lambda data: mit_gold(data / "mit", "mit_restaurant"),
-}
+VARIANTS = sorted(VARIANTS_DIR.glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def gold(shared_data: Path) -> dict[str, tuple[set[str], set[str]]]:
-    return {name: load(shared_data) for name, load in BENCHMARKS.items()}
+def test_gold(shared_data: Path) -> dict[str, set[str]]:
+    return {name: load(shared_data) for name, load in BENCHMARK_TEST_GOLD.items()}
 
 
-def test_every_crossner_domain_is_checked():
-    assert set(CROSSNER_DOMAINS) <= set(BENCHMARKS)
+def test_every_benchmark_domain_is_checked():
+    assert set(BENCHMARK_TEST_GOLD) == {*CROSSNER_DOMAINS, "mit_movie", "mit_restaurant"}
+    assert all((DOMAINS_DIR / f"{name}.yaml").is_file() for name in BENCHMARK_TEST_GOLD)
 
 
-@pytest.mark.parametrize("domain", sorted(BENCHMARKS))
-def test_definitions_do_not_leak_the_test_split(domain, gold):
-    train_dev, test = gold[domain]
-    assert test - train_dev, f"{domain}: no test-only gold mention at all (wrong data?)"
-    problems = [
-        f"{path.relative_to(MAPPINGS_DIR.parent)}: {leak!r}"
-        for path in (DOMAINS_DIR / f"{domain}.yaml", ARCHETYPES)
-        for leak in find_leaks(path, train_dev, test)
-    ]
+@pytest.mark.parametrize("domain", sorted(BENCHMARK_TEST_GOLD))
+def test_default_definitions_quote_no_test_gold(domain, test_gold):
+    problems = leak_report([DOMAINS_DIR / f"{domain}.yaml", ARCHETYPES], test_gold[domain],
+                           MAPPINGS_DIR.parent)
     assert not problems, (
-        f"gold mentions found only in the {domain} test split (replace each by an invented "
-        f"example or one of the {domain} train/dev gold mentions):\n  " + "\n  ".join(problems))
+        f"gold mentions of the {domain} test split (train/dev gold too is not allowed; invent "
+        "an example or describe the type without one):\n  " + "\n  ".join(problems))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda p: p.stem)
+def test_definition_variants_quote_no_test_gold(variant, test_gold):
+    definitions = load_definitions(variant)
+    problems = [
+        f"{variant.relative_to(MAPPINGS_DIR.parent)} [{domain}]: {leak!r}"
+        for domain, labels in definitions.domains.items()
+        for leak in find_leaks({"labels": {tag: label.definition for tag, label in
+                                           labels.items()}}, test_gold[domain])
+    ]
+    assert not problems, "gold mentions of a test split:\n  " + "\n  ".join(problems)
+
+
+def test_the_rule_catches_what_the_old_rule_let_through(test_gold):
+    # Gold in the train split AND the test split: the old rule (test - train/dev) passed these.
+    text = 'A programming language, e.g. "Java". A research area such as machine learning.'
+    assert find_leaks(text, test_gold["ai"]) == ["Java", "machine learning"]
+    assert find_leaks("A planet like Jupiter.", test_gold["science"]) == ["Jupiter"]
 
 
 # --- the checker itself, on hand-made inputs ------------------------------------------------
 
-TRAIN_DEV = {"Nobel Prize", "Orla Fenwick", "Blue Danube"}
-TEST = {"Nobel Prize", "Orla Fenwick", "Zeta Prize", "Quill", "Mira Vance", "novel",
-        "Clash ' s", "Old Harbour Poems"}
-leaks = partial(find_leaks, train_dev_gold=TRAIN_DEV, test_gold=TEST)
+TEST = {"Nobel Prize", "Zeta Prize", "Quill", "Mira Vance", "novel", "Clash ' s",
+        "Old Harbour Poems", "Java", "johnny depp"}
+leaks = partial(find_leaks, test_gold=TEST)
 
 
 def _domain(definition: str) -> str:
     return f"labels:\n  award:\n    definition: >-\n      {definition}\n"
 
 
-def test_quoted_test_only_string_is_caught():
+def test_quoted_test_string_is_caught():
     assert leaks(_domain('A prize, e.g. "Zeta Prize".')) == ["Zeta Prize"]
 
 
@@ -78,21 +91,36 @@ def test_typographic_quotes_are_caught():
     assert leaks(_domain("A magazine, e.g. “Quill”.")) == ["Quill"]
 
 
-def test_string_also_in_train_dev_is_allowed():
-    assert leaks(_domain('A prize, e.g. "Nobel Prize", or a person, "Orla Fenwick".')) == []
+def test_a_string_also_gold_in_train_is_still_a_leak():
+    assert leaks(_domain('A prize, e.g. "Nobel Prize".')) == ["Nobel Prize"]
 
 
-def test_unquoted_multi_word_test_only_string_is_caught():
+def test_unquoted_multi_word_string_is_caught():
     assert leaks(_domain("A person such as Mira Vance, a singer.")) == ["Mira Vance"]
+
+
+def test_unquoted_capitalised_word_inside_a_sentence_is_caught():
+    assert leaks(_domain("A language such as Java or another.")) == ["Java"]
+    assert leaks(_domain("A language, e.g. Java.")) == ["Java"]
+
+
+def test_capital_opening_a_sentence_is_not_a_name():
+    # "Quill" opens the second sentence: an ordinary capital, not an example.
+    assert leaks(_domain("A magazine. Quill pens are not magazines.")) == []
+
+
+def test_matching_ignores_case():
+    # MIT's gold is lower-cased: "Johnny Depp" in a definition is the gold "johnny depp".
+    assert leaks(_domain('An actor, e.g. "Johnny Depp".')) == ["johnny depp"]
 
 
 def test_invented_string_passes():
     assert leaks(_domain('A prize, e.g. "Golden Acorn Medal", or Tova Reinholt.')) == []
 
 
-def test_single_unquoted_word_is_not_flagged():
-    # "novel" and "Quill" are test-only gold, but one unquoted word is ordinary prose: too noisy.
-    assert leaks(_domain("A long novel, or a Quill of sorts.")) == []
+def test_single_lower_case_unquoted_word_is_not_flagged():
+    # "novel" is test gold, but one unquoted lower-case word is ordinary prose: too noisy.
+    assert leaks(_domain("A long novel of sorts.")) == []
 
 
 def test_crossner_tokenisation_is_matched():
@@ -108,6 +136,7 @@ def test_comments_are_checked(tmp_path):
     path = tmp_path / "domain.yaml"
     path.write_text("# written after reading Mira Vance\n" + _domain("A person."), encoding="utf-8")
     assert leaks(path) == ["Mira Vance"]
+    assert leak_report([path], TEST, tmp_path) == ["domain.yaml: 'Mira Vance'"]
 
 
 def test_parsed_data_is_accepted():
@@ -116,16 +145,14 @@ def test_parsed_data_is_accepted():
     assert 'A person, e.g. "Mira Vance".' in yaml_texts(data)
 
 
+# --- the gold sets ----------------------------------------------------------------------------
 
-# --- MIT Movie / MIT Restaurant ---------------------------------------------------------------
 
-
-def test_mit_domains_are_checked_against_their_train_split(shared_data):
-    assert {"mit_movie", "mit_restaurant"} <= set(BENCHMARKS)
-    # distinct gold strings (train, test, test-only), counted from the MIT files
-    sizes = {"mit_movie": (6166, 2217, 1046), "mit_restaurant": (4933, 1526, 757)}
+def test_test_gold_is_read_from_the_test_split(shared_data):
+    # distinct gold strings of the test splits, counted from the files
+    ai = crossner_test_gold(shared_data / "crossner", "ai")
+    assert "machine learning" in ai and "Java" in ai
+    sizes = {"mit_movie": 2217, "mit_restaurant": 1526}
     for domain, expected in sizes.items():
-        train, test = mit_gold(shared_data / "mit", domain)
-        assert (len(train), len(test), len(test - train)) == expected, domain
-    train, test = mit_gold(shared_data / "mit", "mit_movie")
-    assert "johnny depp" in train and "romantic comedies" in test  # tag first, token second
+        assert len(mit_test_gold(shared_data / "mit", domain)) == expected, domain
+    assert "romantic comedies" in mit_test_gold(shared_data / "mit", "mit_movie")

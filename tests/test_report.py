@@ -387,8 +387,8 @@ def test_peer_rows_restate_the_spec_with_their_settings():
         expected = {d: v for d, v in zip(SEVEN, values, strict=True) if v is not None}
         assert paper.peers[key].f1 == expected, key
     lenient = paper.peers["reasoningner_qwen3_8b"].convention()
-    assert lenient.startswith("HuiResearch/ReasoningIE table 1: misc dropped → misc-off; "
-                              "LENIENT matching")
+    assert lenient.startswith("HuiResearch/ReasoningIE README.md, table 1: misc dropped → "
+                              "misc-off; LENIENT matching")
     assert paper.domains == DOMAINS and len(paper.rows) == 7  # the paper's own table unchanged
 
 
@@ -433,8 +433,8 @@ def test_peers_are_compared_in_their_closest_setting(mit_run, tmp_path):
     assert "| ReasoningNER (Qwen3-8B) | 71.0 | 76.3 |" in off
     assert "| **ours** (this run) | **85.7** | **50.0** |" in span_off
     assert "| GNER-T5-xxl (11B) | 68.2 | 62.5 |" in span_off
-    assert "- GNER-T5-xxl (11B): GNER paper Table 2: misc dropped → misc-off; strict entity " \
-           "matching → span mode" in span_off
+    assert "- GNER-T5-xxl (11B): GNER paper (Ding et al. 2024, arXiv 2402.16602) Table 2: misc " \
+           "dropped → misc-off; strict entity matching → span mode" in span_off
 
     with open(out / "peers.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -56,7 +56,7 @@ def test_overlapping_mentions_each_judged_on_its_own_span():
     which overlaps but is a different span: TP 1, FP 1, FN 0 → P 1/2, R 1, F1 2/3."""
     gold = [sent("s", "New York City Ballet performed", [(0, 4, "organisation")])]
     pred = {"s": [("New York City Ballet", "organisation"), ("New York", "location")]}
-    counts, (p, r, f) = prf(score(gold, pred))
+    counts, (p, r, f) = prf(score(gold, pred, "span"))
     assert counts == (1, 1, 0)
     assert (p, r, f) == pytest.approx((0.5, 1.0, 2 / 3))
 
@@ -64,7 +64,7 @@ def test_overlapping_mentions_each_judged_on_its_own_span():
 def test_partial_span_is_wrong_in_span_mode():
     """'York City Ballet' is inside the gold span but not equal: FP 1, FN 1 → all zero."""
     gold = [sent("s", "New York City Ballet performed", [(0, 4, "organisation")])]
-    counts, prfs = prf(score(gold, {"s": [("York City Ballet", "organisation")]}))
+    counts, prfs = prf(score(gold, {"s": [("York City Ballet", "organisation")]}, "span"))
     assert counts == (0, 1, 1)
     assert prfs == (0.0, 0.0, 0.0)
 
@@ -74,7 +74,7 @@ def test_mention_not_in_sentence_is_one_false_positive_and_counted():
     one not_found. The correct 'The Clash' is TP 1. FN 0 → P 1/3, R 1, F1 1/2."""
     gold = [sent("s", "The Clash ' s album", [(0, 2, "band")])]
     pred = {"s": [("The Clash", "band"), ("London", "location"), ("Clash's", "band")]}
-    report = score(gold, pred)
+    report = score(gold, pred, "span")
     counts, (p, r, f) = prf(report)
     assert counts == (1, 2, 0)
     assert report.domains["d"].not_found == 2
@@ -85,7 +85,7 @@ def test_mention_not_in_sentence_is_one_false_positive_and_counted():
 def test_mention_found_twice_but_gold_once_costs_a_false_positive():
     """Span mode places 'Bob' at both occurrences; gold tags only the first: TP 1, FP 1."""
     gold = [sent("s", "Bob and Bob", [(0, 1, "person")])]
-    counts, _ = prf(score(gold, {"s": [("Bob", "person")]}))
+    counts, _ = prf(score(gold, {"s": [("Bob", "person")]}, "span"))
     assert counts == (1, 1, 0)
 
 
@@ -94,13 +94,13 @@ def test_empty_gold_and_empty_prediction():
     prediction record at all → FN 2. Totals TP 0 → P = R = F1 = 0, no division error."""
     gold = [sent("a", "Paris is nice", []),
             sent("b", "Ann met Tom", [(0, 1, "person"), (2, 3, "person")])]
-    counts, prfs = prf(score(gold, {"a": [("Paris", "location")]}))
+    counts, prfs = prf(score(gold, {"a": [("Paris", "location")]}, "span"))
     assert counts == (0, 1, 2)
     assert prfs == (0.0, 0.0, 0.0)
 
 
 def test_nothing_at_all_scores_zero():
-    counts, prfs = prf(score([sent("a", "nothing here", [])], {}))
+    counts, prfs = prf(score([sent("a", "nothing here", [])], {}, "span"))
     assert counts == (0, 0, 0)
     assert prfs == (0.0, 0.0, 0.0)
 
@@ -111,8 +111,8 @@ def test_misc_on_and_off():
     misc off: both misc pairs and the misc gold vanish: TP 0, FP 0, FN 1 → all 0."""
     gold = [sent("s", "English speaking Anna", [(0, 1, "misc"), (2, 3, "person")])]
     pred = {"s": [("English", "misc"), ("Anna", "misc")]}
-    on = score(gold, pred, misc=True)
-    off = score(gold, pred, misc=False)
+    on = score(gold, pred, "span", misc=True)
+    off = score(gold, pred, "span", misc=False)
     assert prf(on) == ((1, 1, 1), pytest.approx((0.5, 0.5, 0.5)))
     assert prf(off)[0] == (0, 0, 1)
     assert on.misc is True and off.misc is False
@@ -134,7 +134,7 @@ def test_average_is_the_mean_of_domain_f1s_not_pooled():
     """Domain x: TP 1 → F1 1. Domain y: FN 3 → F1 0. Avg 0.5 (pooled micro would be 0.4)."""
     gold = [sent("x1", "Ann", [(0, 1, "person")], "x"),
             sent("y1", "Bo Cy Di", [(0, 1, "person"), (1, 2, "person"), (2, 3, "person")], "y")]
-    report = score(gold, {"x1": [("Ann", "person")]})
+    report = score(gold, {"x1": [("Ann", "person")]}, "span")
     assert report.domains["x"].total.f1 == 1.0
     assert report.domains["y"].total.f1 == 0.0
     assert report.average_f1 == 0.5
@@ -142,7 +142,7 @@ def test_average_is_the_mean_of_domain_f1s_not_pooled():
 
 def test_per_type_breakdown_adds_up():
     """Bob case, span mode: person TP 2 FP 1 (Paris/person) FN 0; location TP 0 FP 0 FN 1."""
-    per_type = score([BOB], BOB_PRED).domains["d"].per_type
+    per_type = score([BOB], BOB_PRED, "span").domains["d"].per_type
     assert (per_type["person"].tp, per_type["person"].fp, per_type["person"].fn) == (2, 1, 0)
     assert (per_type["location"].tp, per_type["location"].fp, per_type["location"].fn) == (0, 0, 1)
 
@@ -177,16 +177,16 @@ def test_cli_json_report(tmp_path, capsys):
     assert out["domains"]["d"]["per_type"]["person"]["tp"] == 1
 
 
-def test_cli_table_names_version_and_mode(tmp_path, capsys):
+def test_cli_defaults_to_the_papers_string_mode_and_names_it(tmp_path, capsys):
     gold = write_lines(tmp_path / "gold.jsonl", [BOB.to_json()])
     pred = write_lines(tmp_path / "pred.jsonl", [])
     assert main(["--gold", str(gold), "--pred", str(pred), "--no-misc"]) == 0
     out = capsys.readouterr().out
-    assert SCORER_VERSION in out and "mode=span" in out and "misc=off" in out
+    assert SCORER_VERSION in out and "mode=string" in out and "misc=off" in out
     row = next(line.split() for line in out.splitlines() if line.startswith("d "))
     # P R F1 as floats; TP FP FN not_found sentences as integers (no "701.0")
     assert row[1:4] == ["0.0", "0.0", "0.0"]
-    fn = sum(1 for s in BOB.entities if s.type != "misc")
+    fn = len({(s.text, s.type) for s in BOB.entities if s.type != "misc"})  # a set per sentence
     assert row[4:] == ["0", "0", str(fn), "0", "1"]
 
 
@@ -213,7 +213,7 @@ def test_gold_as_prediction_on_real_crossner(converted_crossner, domain):
     string occurs unannotated (or with another type) elsewhere in the sentence."""
     gold = load_gold([converted_crossner / domain / "test.jsonl"])
     pred = {s.id: [(e.text, e.type) for e in s.entities] for s in gold}
-    span = score(gold, pred).domains[domain]
+    span = score(gold, pred, "span").domains[domain]
     assert span.total.recall == 1.0 and span.total.fn == 0 and span.not_found == 0
     assert span.total.tp == sum(len(s.entities) for s in gold)
     string = score(gold, pred, "string").domains[domain].total
