@@ -8,8 +8,9 @@ comments):
 
 * every quoted example (``"..."`` or ``“...”``), of any length, single words included;
 * every unquoted run of 2 or more words (word n-grams);
-* every unquoted single word written with a capital letter inside a sentence (a proper-noun
-  example such as ``Java`` that was left unquoted).
+* every unquoted single word written with a capital letter inside a sentence of prose (a
+  proper-noun example such as ``Java`` that was left unquoted); a text without lower-case words,
+  such as a label name "Restaurant Name", is checked as a run of words only.
 
 A lower-case single word that is not quoted is NOT checked: generic words ("novel", "country",
 "piano") are gold mentions somewhere in nearly every test split, and a single word of ordinary
@@ -151,8 +152,9 @@ def find_leaks(source: os.PathLike[str] | str | dict[str, Any], test_gold: set[s
             for n in range(2, longest + 1):
                 for i in range(len(words) - n + 1):
                     look(words[i:i + n])
-            for word in _capitalised_inside(words):
-                look([word])
+            if any(word[:1].islower() for word in words):  # prose, where a capital marks a
+                for word in _capitalised_inside(words):  # name (a title like "Restaurant
+                    look([word])  # Name" is checked as a run of words)
     return sorted(found)
 
 

@@ -16,7 +16,7 @@ from data_prep.mappings import load_domain
 from eval.config import ConfigError, load_config
 from eval.engine import FakeBackend
 from eval.infer import run_pipeline
-from tests.test_pipeline_fake import oracle, gold_by_text, write_config
+from tests.test_pipeline_fake import gold_by_text, oracle, write_config
 
 MUSIC = load_domain("music")
 
@@ -24,7 +24,7 @@ MUSIC = load_domain("music")
 # ships their file. "jazz" and "Grammy Award" are music test gold: the run must report them.
 AUTHORS_LAYOUT = {
     "music": {tag: f"Invented text for {tag}." for tag in MUSIC.labels}
-    | {"musicgenre": "A style of music, such as jazz.",
+    | {"musicgenre": 'A style of music, e.g. "jazz".',
        "award": 'A prize for music, e.g. "Grammy Award".'},
     "ai": {"programlang": "A language for programs."},
 }
@@ -42,7 +42,7 @@ def test_authors_layout_replaces_the_definitions(tmp_path):
         "authors", "external", False)
     domain, origin = apply_definitions(MUSIC, definitions)
     assert origin == "file"
-    assert domain.labels["musicgenre"].definition == "A style of music, such as jazz."
+    assert domain.labels["musicgenre"].definition == 'A style of music, e.g. "jazz".'
     assert domain.labels["band"].definition == "Invented text for band."
     assert domain.labels["musicalartist"].name == MUSIC.labels["musicalartist"].name  # kept
     assert domain.more_specific == MUSIC.more_specific
@@ -140,7 +140,7 @@ def test_run_records_the_definitions_and_the_test_gold_they_quote(tmp_path, conv
     assert record["domains"] == {
         "music": {"from": "file", "gold_strings_quoted": ["Grammy Award", "jazz"]}}
     calibration = [p for p in prompts if "\nMention: " in p]
-    assert calibration and all("- music genre: A style of music, such as jazz." in p
+    assert calibration and all('- music genre: A style of music, e.g. "jazz".' in p
                                for p in calibration)
 
 

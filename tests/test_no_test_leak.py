@@ -71,7 +71,7 @@ def test_the_rule_catches_what_the_old_rule_let_through(test_gold):
 # --- the checker itself, on hand-made inputs ------------------------------------------------
 
 TEST = {"Nobel Prize", "Zeta Prize", "Quill", "Mira Vance", "novel", "Clash ' s",
-        "Old Harbour Poems", "Java", "johnny depp"}
+        "Old Harbour Poems", "Java", "johnny depp", "name"}
 leaks = partial(find_leaks, test_gold=TEST)
 
 
@@ -102,6 +102,12 @@ def test_unquoted_multi_word_string_is_caught():
 def test_unquoted_capitalised_word_inside_a_sentence_is_caught():
     assert leaks(_domain("A language such as Java or another.")) == ["Java"]
     assert leaks(_domain("A language, e.g. Java.")) == ["Java"]
+
+
+def test_a_title_cased_label_name_is_checked_as_a_whole():
+    # "Name" is not looked up alone in a text without prose; the whole title still is.
+    assert leaks("labels:\n  Restaurant_Name:\n    name: Restaurant Name\n") == []
+    assert leaks("labels:\n  award:\n    name: Zeta Prize\n") == ["Zeta Prize"]
 
 
 def test_capital_opening_a_sentence_is_not_a_name():
