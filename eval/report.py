@@ -322,8 +322,14 @@ def model_warnings(config: dict[str, Any] | None) -> tuple[list[str], list[str]]
     if rule != "ccr":
         notes.append(f"consensus.rule={rule!r}, not the paper's CCR (paper Table 3 'w/o CCR' "
                      "for rule 'union')")
-    if not (config.get("calibration") or {}).get("enabled", True):
-        notes.append("calibration disabled (paper Table 6: Avg 56.2 w/o calibration)")
+    if config.get("typing") == "direct":
+        notes.append("typing: direct - the paper's w/o-calibration ablation: a classifier trained "
+                     "on IEPile's own type names picks the target label, no calibration (paper "
+                     "Table 6: Avg 56.2 w/o calibration)")
+    elif not (config.get("calibration") or {}).get("enabled", True):
+        notes.append("calibration disabled: archetypes mapped to labels by each domain's "
+                     "archetype_fallback lookup (ABLATION=archetype-lookup); NOT the paper's "
+                     "w/o-calibration ablation, and no paper number belongs beside it")
     for name, extractor in (config.get("extractors") or {}).items():
         if not (extractor or {}).get("enabled", True):
             notes.append(f"extractor {name} disabled (an ablation, see paper Table 6)")

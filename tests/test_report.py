@@ -38,6 +38,7 @@ from eval.report import (
     build,
     load_paper,
     main,
+    model_warnings,
     paper_row_for,
     render_markdown,
     setting_name,
@@ -571,3 +572,21 @@ def test_a_paper_row_without_a_source_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     with pytest.raises(ProjectError, match="not a paper results file"):
         load_paper(path)
+
+
+def test_direct_typing_is_the_papers_ablation_and_the_lookup_is_not():
+    direct, _ = model_warnings({"model": "meta-llama/Meta-Llama-3-8B-Instruct",
+                                "typing": "direct", "calibration": {"enabled": False}})
+    lookup, _ = model_warnings({"model": "meta-llama/Meta-Llama-3-8B-Instruct",
+                                "typing": "archetypes", "calibration": {"enabled": False}})
+    assert direct == lookup == []
+    _, direct_notes = model_warnings({"model": "m-llama3-8b", "typing": "direct",
+                                      "calibration": {"enabled": False}})
+    _, lookup_notes = model_warnings({"model": "m-llama3-8b", "typing": "archetypes",
+                                      "calibration": {"enabled": False}})
+    assert [n for n in direct_notes if "56.2" in n] == [
+        "typing: direct - the paper's w/o-calibration ablation: a classifier trained on IEPile's "
+        "own type names picks the target label, no calibration (paper Table 6: Avg 56.2 w/o "
+        "calibration)"]
+    assert not any("56.2" in n for n in lookup_notes)
+    assert any("NOT the paper's w/o-calibration ablation" in n for n in lookup_notes)
