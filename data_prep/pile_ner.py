@@ -17,15 +17,28 @@ schema lists the passage's types in an order shuffled per passage (``random.Rand
 {index}")``, so a record does not change when others are added after it) and the answer maps
 every type, negative ones included, to its mentions. An answer that is not a JSON list of strings
 becomes ``[]`` and is counted; a type asked twice is merged; repeated mentions of a type are kept
-once (the explorer's output is a set of strings). A malformed conversation (no ``Text: `` turn,
-wrong roles, an unpaired question, an unknown question form) stops the run with file and record
-index, or is skipped and counted with ``--skip-bad``; so does a byte that is not UTF-8. A file
-without records, or whose records yield no passage, fails naming the file: an empty training set
-is never written, let alone registered.
+once (the explorer's output is a set of strings).
+
+``--prompt-format authors`` writes the layout of the authors' explorer data (DMIRLAB-Group/SAM-NER)
+instead (:func:`eval.prompts.authors_explorer_prompt`): one instruction string, empty input; the
+schema lists every asked type (a type asked twice appears twice) in the same seeded per-passage
+order; the answer's keys follow the order the types were first asked, each mapped to its answer
+as parsed (repeated mentions kept; a later answer to the same type replaces the earlier one; an
+answer that is not JSON becomes ``[]``); the passage is the text with a leading ``Q:`` line (the
+Pile's Q&A passages) removed and surrounding whitespace stripped, as their converter does.
+
+A malformed conversation (no ``Text: `` turn, wrong roles, an unpaired question, an unknown
+question form) stops the run with file and record index, or is skipped and counted with
+``--skip-bad``; so does a byte that is not UTF-8 (in both prompt formats; the authors' converter
+did not check). A passage without a question is skipped in both. A file without records, or whose
+records yield no passage, fails naming the file: an empty training set is never written, let
+alone registered.
 
     python -m data_prep.pile_ner --src pile-ner.json --out data/train/explorer.json
     python -m data_prep.pile_ner --format slimer --src slimer_validation.jsonl --out x.jsonl
     python -m data_prep.pile_ner --group-by-text --src CrossNER_AI.json --out ai.jsonl
+    python -m data_prep.pile_ner --prompt-format authors --src pile-ner.json \
+        --out data/train/explorer_authors.json
 """
 
 from __future__ import annotations
@@ -45,12 +58,21 @@ from tqdm import tqdm
 from data_prep.cli import make_parser, run
 from data_prep.io import DataError, is_json_array, iter_lines, read_json_or_jsonl
 from data_prep.register import write_alpaca
-from eval.prompts import explorer_prompt, explorer_target
+from eval.prompts import (
+    authors_explorer_prompt,
+    authors_explorer_target,
+    explorer_prompt,
+    explorer_target,
+)
 
 DEFAULT_SEED = 42
 TEXT_PREFIX = "Text: "
 QUESTION = re.compile(r"What describes (.+) in the text\?", re.DOTALL)
 FORMATS = ("sharegpt", "slimer")
+PROMPT_FORMATS = ("explorer", "authors")  # ours (eval.prompts.explorer_prompt) | the authors'
+# the authors' passage: "Text:" and a "Q:" line opening it removed (their StackExchange passages)
+AUTHORS_QA_PREFIX = re.compile(r"Q:\s*\n", re.IGNORECASE)
+AUTHORS_TEXT_PREFIX = re.compile(r"Text:\s*", re.IGNORECASE)
 
 
 @dataclass
@@ -69,15 +91,19 @@ class PileNerStats:
     passages_written: int = 0
     passages_without_type: int = 0  # no question at all: nothing to learn, skipped
     questions: int = 0
-    duplicate_types: int = 0  # a type asked twice for one passage (merged)
-    unparseable_answers: int = 0  # not a JSON list of strings: became []
-    mentions_read: int = 0  # strings in the parseable answers
-    duplicate_mentions: int = 0  # repeats within one type's answer, written once
-    empty_mentions: int = 0  # blank strings, dropped
+    duplicate_types: int = 0  # a type asked twice for one passage (merged; authors: 2nd answer)
+    unparseable_answers: int = 0  # not a JSON list of strings (authors: not JSON): became []
+    mentions_read: int = 0  # strings in the answers that are JSON lists of strings
+    duplicate_mentions: int = 0  # repeats within one type's answer, written once (authors: kept)
+    empty_mentions: int = 0  # blank strings, dropped (authors: kept)
+    replaced_mentions: int = 0  # authors: an earlier answer's, replaced by the type's later one
+    odd_answers_kept: int = 0  # authors: JSON but not a list of strings, written as parsed
+    passages_trimmed: int = 0  # authors: passage text changed by the prefix/whitespace trim
 
     @property
     def mentions_written(self) -> int:
-        return self.mentions_read - self.duplicate_mentions - self.empty_mentions
+        return (self.mentions_read - self.duplicate_mentions - self.empty_mentions
+                - self.replaced_mentions)
 
     def summary(self) -> str:
         rows = {**asdict(self), "mentions_written": self.mentions_written}
@@ -197,14 +223,77 @@ def parse_answer(answer: str) -> list[str] | None:
         value = json.loads(answer)
     except json.JSONDecodeError:
         return None
-    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
-        return None
+    return value if _is_mention_list(value) else None
+
+
+def _is_mention_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(m, str) for m in value)
+
+
+def shuffled_schema(types: Iterable[str], seed: int, index: int) -> list[str]:
+    """``types`` in passage ``index``'s schema order: shuffled by ``random.Random(f"{seed}:
+    {index}")``, so a record does not change when others are added after it."""
+    schema = list(types)
+    random.Random(f"{seed}:{index}").shuffle(schema)
+    return schema
+
+
+def authors_passage_text(text: str) -> str:
+    """The passage as the authors' converter keeps it: ``text`` (turn 0 after ``Text: ``) with
+    leading whitespace and a ``Q:`` opening (``Q:`` + whitespace up to its last newline) removed,
+    then a ``Text:`` left at the start after that, then surrounding whitespace stripped."""
+    text = text.lstrip()
+    if match := AUTHORS_QA_PREFIX.match(text):
+        text = text[match.end():]
+        if again := AUTHORS_TEXT_PREFIX.match(text):
+            text = text[again.end():]
+    return text.strip()
+
+
+def _authors_answer(answer: str, stats: PileNerStats) -> object:
+    """One answer as the authors keep it: parsed JSON as is, ``[]`` when it is not JSON."""
+    try:
+        value = json.loads(answer)
+    except (json.JSONDecodeError, RecursionError):
+        stats.unparseable_answers += 1
+        return []
+    if _is_mention_list(value):
+        stats.mentions_read += len(value)
+    else:
+        stats.odd_answers_kept += 1
     return value
 
 
-def build_record(passage: RawPassage, index: int, seed: int,
-                 stats: PileNerStats) -> dict[str, str] | None:
+def _authors_record(passage: RawPassage, index: int, seed: int,
+                    stats: PileNerStats) -> dict[str, str]:
+    """The authors' layout of one passage (see the module doc)."""
+    answers: list[tuple[str, object]] = []
+    latest: dict[str, object] = {}
+    for type_name, answer in passage.qa:
+        stats.questions += 1
+        value = _authors_answer(answer, stats)
+        if type_name in latest:
+            stats.duplicate_types += 1
+            earlier = latest[type_name]
+            if _is_mention_list(earlier):
+                stats.replaced_mentions += len(earlier)
+        latest[type_name] = value
+        answers.append((type_name, value))
+    text = authors_passage_text(passage.text)
+    stats.passages_trimmed += text != passage.text
+    schema = shuffled_schema((type_name for type_name, _ in answers), seed, index)
+    instruction, query = authors_explorer_prompt(schema, text)
+    return {"instruction": instruction, "input": query, "output": authors_explorer_target(answers)}
+
+
+def build_record(passage: RawPassage, index: int, seed: int, stats: PileNerStats,
+                 prompt_format: str = "explorer") -> dict[str, str] | None:
     """The alpaca record of one passage, or ``None`` when it asks no type."""
+    if not passage.qa:
+        stats.passages_without_type += 1
+        return None
+    if prompt_format == "authors":
+        return _authors_record(passage, index, seed, stats)
     by_type: dict[str, list[str]] = {}
     for type_name, answer in passage.qa:
         stats.questions += 1
@@ -223,21 +312,21 @@ def build_record(passage: RawPassage, index: int, seed: int,
                 stats.duplicate_mentions += 1
             else:
                 bucket.append(mention)
-    if not by_type:
-        stats.passages_without_type += 1
-        return None
-    types = list(by_type)
-    random.Random(f"{seed}:{index}").shuffle(types)
+    types = shuffled_schema(by_type, seed, index)
     instruction, query = explorer_prompt(types, passage.text)
     return {"instruction": instruction, "input": query, "output": explorer_target(by_type, types)}
 
 
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
             fmt: str = "sharegpt", seed: int = DEFAULT_SEED, limit: int | None = None,
-            group: bool = False, skip_bad: bool = False) -> PileNerStats:
+            group: bool = False, skip_bad: bool = False,
+            prompt_format: str = "explorer") -> PileNerStats:
     """Convert ``src`` and write ``out`` (.json array or .jsonl) atomically; returns the stats."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {FORMATS})")
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"unknown prompt format {prompt_format!r} "
+                         f"(expected one of {PROMPT_FORMATS})")
     stats = PileNerStats()
     reader = read_slimer if fmt == "slimer" else read_sharegpt
     passages = list(reader(src, stats, skip_bad))
@@ -246,7 +335,7 @@ def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
     if group:
         passages = group_by_text(passages, stats)
     progress = tqdm(passages, desc="pile-ner", unit="passage", disable=None)
-    built = (build_record(p, i, seed, stats) for i, p in enumerate(progress))
+    built = (build_record(p, i, seed, stats, prompt_format) for i, p in enumerate(progress))
     records = islice((r for r in built if r is not None), limit)
     stats.passages_written = write_alpaca(out, _at_least_one(records, src, stats))
     return stats
@@ -271,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", required=True, help="Pile-NER JSON/JSONL (or SLIMER JSONL)")
     parser.add_argument("--out", required=True, help="output .json (array) or .jsonl")
     parser.add_argument("--format", choices=FORMATS, default="sharegpt", dest="fmt")
+    parser.add_argument("--prompt-format", choices=PROMPT_FORMATS, default="explorer",
+                        help="explorer: ours (default); authors: the authors' explorer layout")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="schema shuffle seed")
     parser.add_argument("--limit", type=int, default=None, help="write at most N passages")
     parser.add_argument("--group-by-text", action="store_true",
@@ -281,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         stats = convert(args.src, args.out, fmt=args.fmt, seed=args.seed, limit=args.limit,
-                        group=args.group_by_text, skip_bad=args.skip_bad)
+                        group=args.group_by_text, skip_bad=args.skip_bad,
+                        prompt_format=args.prompt_format)
         print(f"{args.src} -> {args.out}\n{stats.summary()}")
 
     return run(body)

@@ -7,6 +7,8 @@ Extractors are data (``extractors`` in the inference config); each is asked in o
   with the schema split as IEPile splits it (:func:`type_chunks`); the chunks' answers merge.
   The paper's precision-oriented anchor (the public IEPile LoRA) is asked so.
 * ``explorer``: the prompt our Pile-NER explorer was trained on (:mod:`eval.prompts`).
+* ``authors_explorer``: the authors' explorer layout (one instruction, the schema as a Python
+  list), for an explorer trained on ``data_prep.pile_ner --prompt-format authors`` data.
 * ``zero_shot``: a plain instruction for a model nobody tuned (e.g. the base model itself).
 
 Their mention lists are joined by the configured rule of :mod:`eval.consensus` (the paper's CCR
@@ -30,7 +32,7 @@ from eval import consensus
 from eval.config import InferenceConfig
 from eval.engine import Completion, Request
 from eval.parsing import parse_type_mentions
-from eval.prompts import explorer_prompt
+from eval.prompts import authors_explorer_prompt, explorer_prompt
 from eval.tagging import find_mention
 from eval.templates import get_template, prompt_token_ids, user_content
 
@@ -134,6 +136,13 @@ def _explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
     return [(list(types), user_content(*explorer_prompt(types, text)))]
 
 
+def _authors_explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
+                               ) -> list[tuple[list[str], str]]:
+    """The authors' explorer layout (eval.prompts, shared with its SFT data): the user turn is
+    the instruction alone; the answer is the same ``{type: [mentions]}`` object."""
+    return [(list(types), user_content(*authors_explorer_prompt(types, text)))]
+
+
 ZERO_SHOT_INSTRUCTION = (
     "List the named entities of the types below that occur in the text. Answer with one JSON "
     "object that maps each type to the list of its entities, each copied exactly as it is "
@@ -152,6 +161,7 @@ def _zero_shot_contents(types: Sequence[str], text: str, config: InferenceConfig
 # How an extractor is asked: (types, sentence text, config) -> [(types asked, user content)];
 # the config's extractors.<name>.prompt is validated against these names.
 PROMPT_FORMATS = {"iepile": _iepile_contents, "explorer": _explorer_contents,
+                  "authors_explorer": _authors_explorer_contents,
                   "zero_shot": _zero_shot_contents}
 
 

@@ -19,6 +19,7 @@ SWITCHES = {
     "sampling.temperature": 0.01,
     "sampling.top_p": 0.1,
     "sampling.repetition_penalty": 1.1,
+    "extractors.explorer.prompt": "authors_explorer",
 }
 ELSEWHERE = {  # where the authors' run keeps its own files
     "extractors.explorer.path": "saves/llama3-8b/lora/explorer-authors",
@@ -45,7 +46,7 @@ def test_authors_config_is_the_paper_config_plus_the_documented_switches():
     assert {k: paper[k] for k in SWITCHES} == {
         "extractors.anchor.template": "iepile", "iepile.split_num": 6,
         "extraction.type_names": "label", "sampling.temperature": 0.0, "sampling.top_p": 1.0,
-        "sampling.repetition_penalty": 1.0}
+        "sampling.repetition_penalty": 1.0, "extractors.explorer.prompt": "explorer"}
 
 
 def test_fidelity_doc_names_every_switch_and_the_explorer_epochs():

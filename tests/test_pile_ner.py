@@ -294,3 +294,93 @@ def test_bom_is_dropped(tmp_path: Path) -> None:
         stats = convert(src, tmp_path / "out.json")
         assert (stats.records_read, stats.passages_written) == (1, 1)
         assert read_out(tmp_path / "out.json") == EXPECTED[1:]
+
+
+# ---- --prompt-format authors: the authors' explorer layout (docs/fidelity.md) ------------------
+
+AUTHORS_ROWS = [
+    row("  Ada Lovelace met Ada Lovelace 's friend in London .\n",  # whitespace around the text
+        ("person", '["Ada Lovelace", "Ada Lovelace"]'),  # a repeated mention: kept
+        ("city", '["London"]'),
+        ("writer's work", "no works here"),  # unparseable: []; the name repr'd in double quotes
+        ("city", "[]"),  # asked again: listed twice; the later answer wins, the key stays 2nd
+        ("date", '"none"')),  # JSON but not a list: written as parsed
+    row("Q:\n\nHow do I install Python on Windows ?\n\n",  # a Pile Q&A passage
+        ("software", '["Python", "Python", ""]'), ("os", '["Windows"]')),
+    row("Nothing to ask about ."),  # no question: skipped in both formats
+]
+AUTHORS_PREFIX = "Act as a named entity extractor. Read the passage and pull out every named " \
+    "entity in it whose type is one of the types listed in the schema."
+AUTHORS_EXPECTED = [  # seed 42; schema order = shuffled_schema(asked types, 42, passage index)
+    {"instruction": AUTHORS_PREFIX + "Schema:[\"writer's work\", 'city', 'date', 'city', "
+                    "'person']. Passage: Ada Lovelace met Ada Lovelace 's friend in London .",
+     "input": "",
+     "output": '{"person": ["Ada Lovelace", "Ada Lovelace"], "city": [], "writer\'s work": [], '
+               '"date": "none"}'},
+    {"instruction": AUTHORS_PREFIX + "Schema:['os', 'software']. Passage: How do I install "
+                    "Python on Windows ?",
+     "input": "",
+     "output": '{"software": ["Python", "Python", ""], "os": ["Windows"]}'},
+]
+
+
+def test_authors_format_exact_records_and_stats(tmp_path: Path) -> None:
+    src = write_json(tmp_path / "pile.json", AUTHORS_ROWS)
+    stats = convert(src, tmp_path / "out.json", prompt_format="authors")
+    assert read_out(tmp_path / "out.json") == AUTHORS_EXPECTED
+    assert stats == PileNerStats(
+        records_read=3, passages_written=2, passages_without_type=1, questions=7,
+        duplicate_types=1, unparseable_answers=1, mentions_read=7, replaced_mentions=1,
+        odd_answers_kept=1, passages_trimmed=2)
+    assert stats.mentions_written == 6  # 2 + 0 (city's ["London"] replaced) + 3 + 1
+    assert pile_ner.shuffled_schema(["software", "os"], 42, 1) == ["os", "software"]
+
+
+def test_default_format_of_the_same_rows_is_unchanged(tmp_path: Path) -> None:
+    src = write_json(tmp_path / "pile.json", AUTHORS_ROWS)
+    stats = convert(src, tmp_path / "out.json")
+    first = read_out(tmp_path / "out.json")[0]
+    assert first["input"] == "Passage:   Ada Lovelace met Ada Lovelace 's friend in London .\n"
+    assert json.loads(first["output"]) == {"person": ["Ada Lovelace"], "city": ["London"],
+                                           "writer's work": [], "date": []}
+    assert (stats.duplicate_types, stats.duplicate_mentions, stats.empty_mentions,
+            stats.unparseable_answers, stats.replaced_mentions, stats.passages_trimmed) == (
+        1, 2, 1, 2, 0, 0)
+
+
+def test_default_sample_data_is_byte_identical_to_prompt_version_1(tmp_path: Path) -> None:
+    """The default explorer data of the project's Pile-NER sample, as samner-prompts/1 wrote it
+    before the authors' format existed: a change here needs a new PROMPT_VERSION."""
+    import hashlib
+
+    from eval.prompts import PROMPT_VERSION
+
+    sample = Path(__file__).resolve().parents[1] / "data_prep" / "samples" / "pile_ner_sample.json"
+    convert(sample, tmp_path / "explorer.json")
+    assert PROMPT_VERSION == "samner-prompts/1"
+    assert hashlib.sha256((tmp_path / "explorer.json").read_bytes()).hexdigest() == (
+        "a9e6ee903e9ff2665ce38a940df1bbc19bdc9a403384742e0e86e88de5c478c5")
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    ("Paris .", "Paris ."),
+    (" \n Paris .\t", "Paris ."),
+    ("Q:\n\nHow ?", "How ?"),
+    ("q:  \n \n  How ?", "How ?"),  # any case; whitespace up to the last newline, then stripped
+    ("Q: no newline after it", "Q: no newline after it"),
+    ("Q:\n\nText: the rest", "the rest"),  # a "Text:" right after the Q: line goes too
+    ("Q:\n\n  Text: the rest", "Text: the rest"),  # not after whitespace that is not a newline
+    ("Text: twice", "Text: twice"),  # only one "Text: " is removed without a Q: line
+    ("Why Q:\n?", "Why Q:\n?"),
+])
+def test_authors_passage_text(text: str, kept: str) -> None:
+    assert pile_ner.authors_passage_text(text) == kept
+
+
+def test_authors_format_cli_and_unknown_format(tmp_path: Path) -> None:
+    src = write_json(tmp_path / "pile.json", AUTHORS_ROWS)
+    out = tmp_path / "out.jsonl"
+    assert pile_ner.main(["--src", str(src), "--out", str(out), "--prompt-format", "authors"]) == 0
+    assert read_out(out) == AUTHORS_EXPECTED
+    with pytest.raises(ValueError, match="unknown prompt format 'gnerish'"):
+        convert(src, out, prompt_format="gnerish")

@@ -7,9 +7,12 @@ import json
 import pytest
 
 from eval.prompts import (
+    AUTHORS_EXPLORER_PREAMBLE,
     CLASSIFIER_PREAMBLE,
     EXPLORER_PREAMBLE,
     PROMPT_VERSION,
+    authors_explorer_prompt,
+    authors_explorer_target,
     classifier_prompt,
     classifier_target,
     explorer_prompt,
@@ -75,3 +78,38 @@ def test_preambles_are_single_paragraphs_naming_the_tags() -> None:
     for preamble in (EXPLORER_PREAMBLE, CLASSIFIER_PREAMBLE):
         assert "\n" not in preamble  # "\nSchema: " is the only line break before the input
     assert "<ENT>" in CLASSIFIER_PREAMBLE and "</ENT>" in CLASSIFIER_PREAMBLE
+
+
+# ---- the authors' explorer layout (prompt format authors_explorer; docs/fidelity.md) -----------
+
+
+def test_authors_explorer_prompt_exact() -> None:
+    """Preamble, then at once Schema: + the Python repr of the list (a name holding an apostrophe
+    gets double quotes, one holding both quote kinds an escaped apostrophe) + ". Passage: "."""
+    instruction, query = authors_explorer_prompt(
+        ["person", "writer's work", 'the "Q\'s" show', "location"], "Ada met Bob in Rome .")
+    assert instruction == (
+        "Act as a named entity extractor. Read the passage and pull out every named entity in "
+        "it whose type is one of the types listed in the schema."
+        "Schema:['person', \"writer's work\", 'the \"Q\\'s\" show', 'location']. "
+        "Passage: Ada met Bob in Rome .")
+    assert query == ""  # one instruction string: LlamaFactory's user turn is the instruction
+    assert authors_explorer_prompt(["人物"], " x ")[0] == (
+        AUTHORS_EXPLORER_PREAMBLE + "Schema:['人物']. Passage:  x ")  # text as given
+    with pytest.raises(ValueError):
+        authors_explorer_prompt([], "text")
+
+
+def test_authors_explorer_preamble_is_one_line_ending_in_a_full_stop() -> None:
+    assert "\n" not in AUTHORS_EXPLORER_PREAMBLE
+    assert AUTHORS_EXPLORER_PREAMBLE.endswith(".")  # and "Schema:" follows with no separator
+    assert AUTHORS_EXPLORER_PREAMBLE != EXPLORER_PREAMBLE
+
+
+def test_authors_explorer_target_keeps_question_order_and_answers_as_parsed() -> None:
+    target = authors_explorer_target([
+        ("person", ["Ada", "Ada"]), ("city", []), ("person", ["Bob"]), ("date", "n/a"),
+        ("lieu", ["Zürich"])])
+    # a type asked again: its first position, its later answer; repeats kept; no ASCII escapes
+    assert target == '{"person": ["Bob"], "city": [], "date": "n/a", "lieu": ["Zürich"]}'
+    assert authors_explorer_target([]) == "{}"
