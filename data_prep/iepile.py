@@ -1,4 +1,6 @@
-"""IEPile NER → archetype-classifier SFT data (stage 2): tagged sentence in, mention→archetype out.
+"""IEPile NER → stage-2 classifier SFT data: tagged sentence in, mention → archetype out
+(``--target archetypes``, the paper's classifier), or mention → the record's own type
+(``--target direct``, the direct-typing classifier of the paper's w/o-calibration ablation).
 
 IEPile's ``train.json`` is JSON Lines of ``{"task", "source", "instruction", "output"}`` where
 ``instruction`` is a JSON string ``{"instruction", "schema", "input"}`` and ``output`` a JSON
@@ -14,6 +16,14 @@ own archetype subset (the projection of all its kept schema types, negative ones
 is counted as a conflict; a mention not found in the sentence is dropped and counted, and a
 record left with no tagged mention is dropped and counted.
 
+``--target direct`` reads the same records with the same filters (``task == "NER"``, records
+without an entity, the number/time ``dropped_types``) and the same ``<ENT>`` tagging, but keeps
+the fine types as they are, without projection: the candidates shown are the record's own kept
+schema types (negatives included, in record order; a type the projection table does not know is
+fine here) and the answer lists ``{mention: type}`` (:func:`eval.prompts.direct_typing_prompt`).
+A mention under two types keeps the first and is counted as a conflict. At inference the
+candidates are a target domain's label names (``typing: direct`` in the inference config).
+
 A fine type the table does not know is never guessed: by default the pass is finished, nothing
 is written, and the run fails listing every unknown type (most frequent first) so the table can
 be extended; ``--skip-unmapped`` drops those types' mentions instead and reports them. A line
@@ -24,15 +34,25 @@ authors' converter read a key ``item`` that no record has, and silently kept not
 ``--skip-bad`` it is counted apart, as ``missing_task``. A file without records, or one that
 yields no training record, fails naming the file: an empty training set is never registered.
 
-Records whose ``source`` (the IEPile dataset a record comes from) is in ``--exclude-sources``
-are skipped and counted per source, before anything else is read from them. By default that is
-MIT Movie and MIT Restaurant (:data:`DEFAULT_EXCLUDED_SOURCES`): IEPile's mix holds their train
-splits, and they are two of the seven zero-shot test sets, so a classifier trained on them would
-not be zero-shot there. Names match case-insensitively and ignoring punctuation and spaces
-(``mit-movie`` = ``MIT Movie`` = ``mit_movie``); ``--exclude-sources`` with no name keeps every
-source.
+Every IEPile NER source is kept by default, as the paper did (its classifier was trained on
+IEPile's whole NER subset, MIT Movie and MIT Restaurant included). Those two are among our test
+sets, but SAM-NER's MIT scores are not zero-shot whatever this data holds: the public IEPile
+anchor was trained on their train splits, and the report marks MIT rows as not zero-shot.
+``--exclude-sources NAME ...`` is the opt-in for a stricter experiment: records whose ``source``
+(the IEPile dataset a record comes from) is named are skipped and counted per source, before
+anything else is read from them, e.g. ``--exclude-sources mit-movie mit-restaurant``
+(:data:`MIT_SOURCES`). Names match case-insensitively and ignoring punctuation and spaces
+(``mit-movie`` = ``MIT Movie`` = ``mit_movie``).
+
+Beside its output the converter writes ``<out>.meta.json``
+(:func:`data_prep.register.write_data_meta`): the source file (and, through
+``data_prep.train_data``, its Hub repo and revision), the target, the excluded sources, records
+written per source, the stats below and the prompt version. ``tools.train`` copies it into every
+adapter trained on the data.
 
     python -m data_prep.iepile --src iepile/train.json --out data/train/classifier.jsonl
+    python -m data_prep.iepile --src iepile/train.json --out data/train/direct_classifier.jsonl \\
+        --target direct
 """
 
 from __future__ import annotations
@@ -43,7 +63,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,14 +73,24 @@ from tqdm import tqdm
 from data_prep.cli import make_parser, run
 from data_prep.io import DataError, ProjectError
 from data_prep.mappings import Archetypes, load_archetypes
-from data_prep.register import write_alpaca
-from eval.prompts import classifier_prompt, classifier_target
+from data_prep.register import write_alpaca, write_data_meta
+from eval.prompts import (
+    PROMPT_VERSION,
+    classifier_prompt,
+    classifier_target,
+    direct_typing_prompt,
+)
 from eval.tagging import tag_mentions
 
 # IEPile's ``source`` is the name of the folder its converter read the dataset from
 # (ie2instruction/convert_func.py: ``src_path.split('/')[-2]``); the Hugging Face release keeps
 # MIT Movie and MIT Restaurant in ``IE-en/NER/mit-movie`` and ``IE-en/NER/mit-restaurant``.
-DEFAULT_EXCLUDED_SOURCES = ("mit-movie", "mit-restaurant")
+MIT_SOURCES = ("mit-movie", "mit-restaurant")
+DEFAULT_EXCLUDED_SOURCES: tuple[str, ...] = ()  # the paper's data: every NER source
+# What the stage-2 answer names: the projected archetype (the paper's classifier) or the
+# record's own fine type (the direct-typing classifier of the w/o-calibration ablation).
+TARGETS = ("archetypes", "direct")
+NO_SOURCE = "(no source)"
 
 
 def source_key(name: str) -> str:
@@ -90,6 +120,7 @@ class IEPileStats:
     unmapped_records: Counter[str] = field(default_factory=Counter)  # type -> records
     unmapped_mention_counts: Counter[str] = field(default_factory=Counter)  # type -> mentions
     excluded_by_source: Counter[str] = field(default_factory=Counter)  # source -> records
+    written_by_source: Counter[str] = field(default_factory=Counter)  # source -> records written
 
     def unmapped_report(self) -> list[str]:
         """One line per unknown type, most frequent (by records, then mentions) first."""
@@ -103,11 +134,18 @@ class IEPileStats:
                  if isinstance(value, int)]
         lines += [f"    excluded source {name!r}: {count:,} records"
                   for name, count in sorted(self.excluded_by_source.items())]
+        lines += [f"    written from source {name!r}: {count:,} records"
+                  for name, count in sorted(self.written_by_source.items())]
         unmapped = self.unmapped_report()
         if unmapped:
             lines.append(f"  unmapped types ({len(unmapped)}):")
             lines += [f"    {line}" for line in unmapped]
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """Every count (per-type and per-source counts as sorted mappings), for the sidecar."""
+        return {key: dict(sorted(value.items())) if isinstance(value, Counter) else value
+                for key, value in vars(self).items()}
 
 
 class UnmappedTypesError(ProjectError):
@@ -155,58 +193,78 @@ def _parse_record(record: Any) -> tuple[str, str, list[str], dict[str, list[str]
     return task, instruction["input"], schema, output
 
 
-def convert_record(text: str, schema: list[str], output: dict[str, list[str]],
-                   archetypes: Archetypes, rank: dict[str, int],
-                   stats: IEPileStats) -> dict[str, str] | None:
-    """One NER record with at least one entity → alpaca record, or ``None`` (counted why)."""
-    types = list(dict.fromkeys([*schema, *output]))
-    archetype_of: dict[str, str] = {}
-    schema_archetypes: set[str] = set()
+def _own_type(type_name: str) -> str | None:
+    """The direct target's "projection": a fine type names itself (None only when empty)."""
+    return type_name.strip() or None
+
+
+def _label_mentions(types: list[str], output: dict[str, list[str]], archetypes: Archetypes,
+                    label_of: Callable[[str], str | None], stats: IEPileStats
+                    ) -> tuple[dict[str, str], list[str]]:
+    """Mention → label (``label_of`` of its first type) and the labels of every kept type in
+    record order; dropped and unknown (``label_of`` None) types are counted and left out."""
+    label_by_mention: dict[str, str] = {}
+    labels: dict[str, None] = {}
     for type_name in types:
         mentions = output.get(type_name, [])
         stats.mentions_read += len(mentions)
         if archetypes.is_dropped(type_name):
             stats.dropped_type_mentions += len(mentions)
             continue
-        archetype = archetypes.project(type_name)
-        if archetype is None:
+        label = label_of(type_name)
+        if label is None:
             stats.unmapped_records[type_name] += 1
             stats.unmapped_mention_counts[type_name] += len(mentions)
             stats.unmapped_mentions += len(mentions)
             continue
-        schema_archetypes.add(archetype)
+        labels[label] = None
         for mention in mentions:
-            known = archetype_of.get(mention)
+            known = label_by_mention.get(mention)
             if not mention.strip():
                 stats.empty_mentions += 1
             elif known is None:
-                archetype_of[mention] = archetype
-            elif known == archetype:
+                label_by_mention[mention] = label
+            elif known == label:
                 stats.duplicate_mentions += 1
             else:
                 stats.conflicts += 1
-    if not archetype_of:
+    return label_by_mention, list(labels)
+
+
+def convert_record(text: str, schema: list[str], output: dict[str, list[str]],
+                   archetypes: Archetypes, rank: dict[str, int],
+                   stats: IEPileStats, target: str = "archetypes") -> dict[str, str] | None:
+    """One NER record with at least one entity → alpaca record, or ``None`` (counted why)."""
+    types = list(dict.fromkeys([*schema, *output]))
+    direct = target == "direct"
+    label_by_mention, labels = _label_mentions(types, output, archetypes,
+                                               _own_type if direct else archetypes.project, stats)
+    if not label_by_mention:
         stats.no_mention_left += 1
         return None
-    tagged_text, tagged = tag_mentions(text, archetype_of)
-    stats.mentions_not_found += len(archetype_of) - len(tagged)
+    tagged_text, tagged = tag_mentions(text, label_by_mention)
+    stats.mentions_not_found += len(label_by_mention) - len(tagged)
     stats.mentions_tagged += len(tagged)
     if not tagged:
         stats.no_tagged_mention += 1
         return None
-    schema_out = sorted(schema_archetypes, key=rank.__getitem__)
-    instruction, query = classifier_prompt(tagged_text, schema_out)
-    target = classifier_target((m, archetype_of[m]) for m in tagged)
-    return {"instruction": instruction, "input": query, "output": target}
+    if direct:  # the record's own types, in its order
+        instruction, query = direct_typing_prompt(tagged_text, labels)
+    else:  # the record's archetype subset, in archetypes.yaml order
+        instruction, query = classifier_prompt(tagged_text, sorted(labels, key=rank.__getitem__))
+    answer = classifier_target((m, label_by_mention[m]) for m in tagged)
+    return {"instruction": instruction, "input": query, "output": answer}
 
 
 def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEPileStats, *,
                  skip_unmapped: bool = False, skip_bad: bool = False,
                  limit: int | None = None,
                  exclude_sources: Iterable[str] = DEFAULT_EXCLUDED_SOURCES,
-                 ) -> Iterator[dict[str, str]]:
+                 target: str = "archetypes") -> Iterator[dict[str, str]]:
     """Stream alpaca records from ``src``; raises :class:`UnmappedTypesError` at the very end
     (after the last record) when unknown types were met and ``skip_unmapped`` is off."""
+    if target not in TARGETS:
+        raise ProjectError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
     rank = {name: i for i, name in enumerate(archetypes.names)}
     excluded = {source_key(name) for name in exclude_sources}
     size = Path(src).stat().st_size
@@ -243,9 +301,10 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
             if not any(output.values()):
                 stats.no_entity += 1
                 continue
-            record = convert_record(text, schema, output, archetypes, rank, stats)
+            record = convert_record(text, schema, output, archetypes, rank, stats, target)
             if record is not None:
                 stats.records_written += 1
+                stats.written_by_source[source if isinstance(source, str) else NO_SOURCE] += 1
                 yield record
                 if limit is not None and stats.records_written >= limit:
                     break
@@ -265,18 +324,32 @@ def iter_records(src: str | os.PathLike[str], archetypes: Archetypes, stats: IEP
 def convert(src: str | os.PathLike[str], out: str | os.PathLike[str], *,
             skip_unmapped: bool = False, skip_bad: bool = False, limit: int | None = None,
             archetypes: Archetypes | None = None,
-            exclude_sources: Iterable[str] = DEFAULT_EXCLUDED_SOURCES) -> IEPileStats:
-    """Convert ``src`` into ``out`` (.json array or .jsonl) atomically; returns the stats.
+            exclude_sources: Iterable[str] = DEFAULT_EXCLUDED_SOURCES,
+            target: str = "archetypes",
+            source_info: Mapping[str, Any] | None = None) -> IEPileStats:
+    """Convert ``src`` into ``out`` (.json array or .jsonl) atomically, then write its sidecar
+    ``<out>.meta.json`` (``source_info``, e.g. the Hub repo and revision, joins its source
+    entry); returns the stats.
 
     On unknown types (without ``skip_unmapped``) ``out`` is left untouched and
     :class:`UnmappedTypesError` is raised after the whole pass. Records of ``exclude_sources``
-    (default: MIT Movie and MIT Restaurant, test sets of ours) are skipped and counted.
+    (default: none) are skipped and counted.
     """
     archetypes = archetypes or load_archetypes()
     stats = IEPileStats()
+    exclude_sources = list(exclude_sources)
     records = iter_records(src, archetypes, stats, skip_unmapped=skip_unmapped,
-                           skip_bad=skip_bad, limit=limit, exclude_sources=exclude_sources)
+                           skip_bad=skip_bad, limit=limit, exclude_sources=exclude_sources,
+                           target=target)
     write_alpaca(out, records)
+    write_data_meta(out, {
+        "converter": "data_prep.iepile", "target": target, "prompt_version": PROMPT_VERSION,
+        "source": {"file": str(Path(src).resolve()), "bytes": Path(src).stat().st_size,
+                   **(source_info or {})},
+        "excluded_sources": exclude_sources, "limit": limit, "skip_unmapped": skip_unmapped,
+        "skip_bad": skip_bad, "records_written": stats.records_written,
+        "records_by_source": dict(sorted(stats.written_by_source.items())),
+        "stats": stats.to_json()})
     return stats
 
 
@@ -285,8 +358,8 @@ def add_exclude_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--exclude-sources", nargs="*", metavar="NAME", default=list(DEFAULT_EXCLUDED_SOURCES),
         help="skip IEPile records of these sources (case and punctuation ignored); default: "
-             f"{' '.join(DEFAULT_EXCLUDED_SOURCES)} (our MIT test sets); give it no name to keep "
-             "every source")
+             "none, every NER source is kept as in the paper; e.g. "
+             f"--exclude-sources {' '.join(MIT_SOURCES)} for a classifier that never saw MIT")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip and count malformed lines instead of failing")
     parser.add_argument("--limit", type=int, default=None, help="write at most N records")
+    parser.add_argument("--target", choices=TARGETS, default="archetypes",
+                        help="answer with the projected archetype (the paper's classifier) or "
+                             "with the record's own type (direct: the w/o-calibration ablation)")
     add_exclude_sources(parser)
     args = parser.parse_args(argv)
 
@@ -308,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             stats = convert(args.src, args.out, skip_unmapped=args.skip_unmapped,
                             skip_bad=args.skip_bad, limit=args.limit, archetypes=archetypes,
-                            exclude_sources=args.exclude_sources)
+                            exclude_sources=args.exclude_sources, target=args.target)
         except UnmappedTypesError as exc:
             print(f"{args.src}: stats of the pass (nothing written)\n{exc.stats.summary()}")
             raise

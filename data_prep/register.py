@@ -12,6 +12,13 @@ an entry of the same name (re-running a conversion is idempotent).
 A FILE is a path as usual (relative to the current directory); a FILE that only exists relative
 to the dataset dir is accepted too. Files must exist and hold a record: registering a missing or
 empty file would only fail later, inside a training job.
+
+Provenance travels with the data and then with the adapter: a converter writes a sidecar
+``<data file>.meta.json`` beside its output (:func:`write_data_meta`: source file and revision,
+excluded sources, per-source record counts, converter stats, prompt version), and
+``tools.train``, after a successful training, copies the sidecars of the recipe's datasets into
+the adapter's ``output_dir`` as ``samner_train_data.json`` (:func:`write_adapter_training_data`),
+which a run records in its ``run.json`` (:func:`read_adapter_training_data`).
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from data_prep.io import DataError, ProjectError, atomic_writer, dumps_line
 
 DATASET_INFO = "dataset_info.json"
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
+META_SUFFIX = ".meta.json"  # a data file's provenance sidecar: <file>.meta.json
+ADAPTER_TRAINING_DATA = "samner_train_data.json"  # the same, copied into a trained adapter
 
 
 def write_alpaca(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> int:
@@ -82,28 +91,93 @@ def _has_records(path: Path) -> bool:
     return bool(head)
 
 
+def read_info(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``dataset_dir/dataset_info.json`` as a mapping ({} when there is none yet)."""
+    info_path = Path(dataset_dir) / DATASET_INFO
+    if not info_path.exists():
+        return {}
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(info_path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+    if not isinstance(info, dict):
+        raise DataError(info_path, None, "expected a JSON object of dataset entries")
+    return info
+
+
 def register(
     dataset_dir: str | os.PathLike[str], datasets: Mapping[str, str | os.PathLike[str]]
 ) -> dict[str, Any]:
     """Add or replace alpaca entries in ``dataset_dir/dataset_info.json``; returns the full info."""
     directory = Path(dataset_dir)
     info_path = directory / DATASET_INFO
-    info: dict[str, Any] = {}
-    if info_path.exists():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataError(info_path, exc.lineno, f"invalid JSON ({exc.msg})") from None
-        if not isinstance(info, dict):
-            raise DataError(info_path, None, "expected a JSON object of dataset entries")
+    info = read_info(directory)
     for name, file in datasets.items():
         if not name:
             raise ProjectError("empty dataset name")
         info[name] = alpaca_entry(_resolve(directory, file))
-    with atomic_writer(info_path) as handle:
-        json.dump(info, handle, ensure_ascii=False, indent=2)
-        handle.write("\n")
+    _write_json(info_path, info)
     return info
+
+
+def meta_path(data_file: str | os.PathLike[str]) -> Path:
+    return Path(f"{os.fspath(data_file)}{META_SUFFIX}")
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> Path:
+    with atomic_writer(path) as handle:
+        json.dump(data, handle, ensure_ascii=False, indent=2)
+        handle.write("\n")
+    return path
+
+
+def write_data_meta(data_file: str | os.PathLike[str], meta: Mapping[str, Any]) -> Path:
+    """Write ``<data_file>.meta.json`` (atomically; call it after the data file is complete)."""
+    return _write_json(meta_path(data_file), meta)
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing or not a readable JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_data_meta(data_file: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The converter's sidecar of a data file; None when the file has none."""
+    return _read_json_object(meta_path(data_file))
+
+
+def training_data_record(dataset_dir: str | os.PathLike[str], names: Iterable[str]
+                         ) -> dict[str, Any]:
+    """What a training run read: each dataset name's registered file and that file's sidecar
+    (None when the converter wrote none, or the name is not registered)."""
+    directory = Path(dataset_dir)
+    info = read_info(directory)
+    datasets: dict[str, Any] = {}
+    for name in names:
+        entry = info.get(name)
+        file_name = entry.get("file_name") if isinstance(entry, dict) else None
+        datasets[name] = {"file": file_name,
+                          "data": read_data_meta(directory / file_name) if file_name else None}
+    return {"dataset_dir": str(directory.resolve()), "datasets": datasets}
+
+
+def write_adapter_training_data(output_dir: str | os.PathLike[str],
+                                record: Mapping[str, Any]) -> Path:
+    """Keep :func:`training_data_record` (plus what the caller adds) with a trained adapter."""
+    return _write_json(Path(output_dir) / ADAPTER_TRAINING_DATA, record)
+
+
+def read_adapter_training_data(adapter_dir: str | os.PathLike[str] | None
+                               ) -> dict[str, Any] | None:
+    """The training-data record ``tools.train`` left in an adapter dir; None for an adapter
+    trained elsewhere (the public IEPile LoRA) or before this record existed."""
+    if not adapter_dir:
+        return None
+    return _read_json_object(Path(adapter_dir) / ADAPTER_TRAINING_DATA)
 
 
 def _parse_pairs(pairs: list[str]) -> dict[str, str]:

@@ -3,12 +3,17 @@
     python -m data_prep.train_data --out data/train [--pile-ner FILE] [--iepile FILE] [--limit N]
 
 * explorer: Pile-NER (``Universal-NER/Pile-NER-type``, ``train.json``: ShareGPT rows) →
-  ``OUT/explorer.json`` via :mod:`data_prep.pile_ner`;
+  ``OUT/explorer.json`` via :mod:`data_prep.pile_ner`, and the same passages in the authors'
+  explorer layout (``--prompt-format authors``) → ``OUT/explorer_authors.json``;
 * archetype classifier: IEPile (``zjunlp/iepile``, ``train.json``: the instruction-format
   records of every task and both languages; :mod:`data_prep.iepile` keeps ``task == "NER"``) →
   ``OUT/classifier.jsonl``;
-* both registered in ``OUT/dataset_info.json`` as ``samner_explorer`` / ``samner_classifier``,
-  the names the training recipes in ``recipes/train/`` use.
+* direct-typing classifier (the paper's w/o-calibration ablation): the same IEPile records,
+  answered with their own fine types instead of archetypes (``--target direct`` of
+  :mod:`data_prep.iepile`) → ``OUT/direct_classifier.jsonl``;
+* registered in ``OUT/dataset_info.json`` as ``samner_explorer`` / ``samner_explorer_authors`` /
+  ``samner_classifier`` / ``samner_direct_classifier``, the names the training recipes in
+  ``recipes/train/`` use.
 
 A source given as a local file is used as is. Otherwise it is downloaded from the Hugging Face Hub
 with ``huggingface_hub.hf_hub_download`` (repo, file and pinned revision from the ``pile_ner`` /
@@ -24,10 +29,12 @@ publishers, under those terms, and so are the adapters trained on them.
 IEPile types missing from ``mappings/archetypes.yaml`` make the run fail after the pass, listing
 them (never guessed); ``--skip-unmapped`` drops their mentions instead and reports them.
 
-The classifier data leaves out IEPile's MIT Movie and MIT Restaurant records by default
-(``--exclude-sources``, see :mod:`data_prep.iepile`): they are two of the seven test sets, and our
-classifier must stay zero-shot on them (the public IEPile anchor is not: it was trained on them).
-``--exclude-sources`` with no name keeps every source (the paper's data, MIT included).
+The classifier data keeps every IEPile NER source, MIT Movie and MIT Restaurant included, as the
+paper did; MIT scores are not zero-shot for SAM-NER anyway (the public IEPile anchor was trained
+on their train splits). ``--exclude-sources mit-movie mit-restaurant`` leaves them out of both
+classifiers' data for a stricter experiment (see :mod:`data_prep.iepile`). Each IEPile output
+gets its provenance sidecar (``<file>.meta.json``: Hub repo and revision, exclusions, per-source
+counts), which ``tools.train`` keeps with the adapter.
 """
 
 from __future__ import annotations
@@ -45,9 +52,19 @@ from data_prep.register import register
 
 EXPLORER_DATASET = "samner_explorer"
 CLASSIFIER_DATASET = "samner_classifier"
+DIRECT_CLASSIFIER_DATASET = "samner_direct_classifier"
 EXPLORER_FILE = "explorer.json"
+EXPLORER_AUTHORS_DATASET = "samner_explorer_authors"
+EXPLORER_AUTHORS_FILE = "explorer_authors.json"
 CLASSIFIER_FILE = "classifier.jsonl"
-ROLES = ("explorer", "classifier")
+DIRECT_CLASSIFIER_FILE = "direct_classifier.jsonl"
+ROLES = ("explorer", "explorer_authors", "classifier", "direct_classifier")
+# Pile-NER roles: (data_prep.pile_ner's prompt format, output file); both read the same file
+PILE_NER_ROLES = {"explorer": ("explorer", EXPLORER_FILE),
+                  "explorer_authors": ("authors", EXPLORER_AUTHORS_FILE)}
+# IEPile roles: (the converter's target, output file); both read the same IEPile file
+IEPILE_ROLES = {"classifier": ("archetypes", CLASSIFIER_FILE),
+                "direct_classifier": ("direct", DIRECT_CLASSIFIER_FILE)}
 
 
 @dataclass(frozen=True)
@@ -141,33 +158,46 @@ def build(out: str | Path, *, pile_ner_file: str | Path | None = None,
     if unknown or not roles:
         raise ProjectError(f"roles must be among {ROLES}, got {list(roles)}")
     out = Path(out)
-    keys = {"explorer": ("pile_ner", pile_ner_file), "classifier": ("iepile", iepile_file)}
-    sources = {role: hub_source(keys[role][0]) for role in roles}
-    for role in roles:
-        print(sources[role].notice(), flush=True)
-    files = {role: resolve(sources[role], keys[role][1], cache_dir) for role in roles}
+    keys = {"explorer": ("pile_ner", pile_ner_file), "classifier": ("iepile", iepile_file),
+            "explorer_authors": ("pile_ner", pile_ner_file),
+            "direct_classifier": ("iepile", iepile_file)}
+    needed = dict.fromkeys(keys[role] for role in roles)  # each source once, in role order
+    sources = {key: hub_source(key) for key, _ in needed}
+    for source in sources.values():
+        print(source.notice(), flush=True)
+    paths = {key: resolve(sources[key], local, cache_dir) for key, local in needed}
+    files = {role: paths[keys[role][0]] for role in roles}
+    hub = sources.get("iepile")  # where the IEPile file came from, for the sidecars
+    iepile_info = {"origin": "local file (--iepile)"} if iepile_file or not hub else {
+        "origin": "hub", "repo_id": hub.repo_id, "filename": hub.filename,
+        "revision": hub.revision, "license": hub.license}
 
     written: dict[str, Path] = {}
-    if "explorer" in files:
-        target = out / EXPLORER_FILE
-        stats = pile_ner.convert(files["explorer"], target, fmt=pile_ner_format, limit=limit,
-                                 skip_bad=skip_bad)
-        print(f"{files['explorer']} -> {target}\n{stats.summary()}", flush=True)
-        written["explorer"] = target
-    if "classifier" in files:
-        target = out / CLASSIFIER_FILE
+    for role in (r for r in PILE_NER_ROLES if r in files):
+        prompt_format, file_name = PILE_NER_ROLES[role]
+        target = out / file_name
+        stats = pile_ner.convert(files[role], target, fmt=pile_ner_format, limit=limit,
+                                 skip_bad=skip_bad, prompt_format=prompt_format)
+        print(f"{files[role]} -> {target} ({role})\n{stats.summary()}", flush=True)
+        written[role] = target
+    for role in (r for r in IEPILE_ROLES if r in files):
+        mode, file_name = IEPILE_ROLES[role]
+        target = out / file_name
         try:
-            istats = iepile.convert(files["classifier"], target, skip_unmapped=skip_unmapped,
+            istats = iepile.convert(files[role], target, skip_unmapped=skip_unmapped,
                                     skip_bad=skip_bad, limit=limit,
-                                    exclude_sources=exclude_sources)
+                                    exclude_sources=exclude_sources, target=mode,
+                                    source_info=iepile_info)
         except iepile.UnmappedTypesError as exc:
-            print(f"{files['classifier']}: stats of the pass (nothing written)\n"
+            print(f"{files[role]}: stats of the pass (nothing written)\n"
                   f"{exc.stats.summary()}", flush=True)
             raise
-        print(f"{files['classifier']} -> {target}\n{istats.summary()}", flush=True)
-        written["classifier"] = target
+        print(f"{files[role]} -> {target} ({role})\n{istats.summary()}", flush=True)
+        written[role] = target
 
-    names = {"explorer": EXPLORER_DATASET, "classifier": CLASSIFIER_DATASET}
+    names = {"explorer": EXPLORER_DATASET, "explorer_authors": EXPLORER_AUTHORS_DATASET,
+             "classifier": CLASSIFIER_DATASET,
+             "direct_classifier": DIRECT_CLASSIFIER_DATASET}
     register(out, {names[role]: path for role, path in written.items()})
     for role, path in written.items():
         print(f"registered {names[role]} -> {path.name} in {out / 'dataset_info.json'}")

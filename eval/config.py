@@ -28,7 +28,15 @@ CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
 # ``name``; the default) or the raw data tags such as "musicalartist" (the authors' code).
 TYPE_NAMES = ("label", "raw_tag")
-RESERVED_NAMES = ("classifier", "calibrator", "discovery")  # stage names, not extractors
+RESERVED_NAMES = ("classifier", "direct_classifier", "calibrator", "discovery")  # not extractors
+# Stage 2's typing. archetypes (the paper's pipeline): the archetype classifier, then calibration
+# (or, with calibration.enabled=false, each domain's archetype_fallback lookup). direct (the
+# paper's w/o-calibration ablation): a classifier trained on IEPile's own fine type names picks
+# one target label per mention among the domain's label names; there is no stage 3.
+TYPING_MODES = ("archetypes", "direct")
+# The config section of each stage-2 adapter role (extractors live under extractors.<name>).
+STAGE2_SECTIONS = {"classifier": "classifier_adapter",
+                   "direct_classifier": "direct_classifier_adapter"}
 OLD_STYLE = {
     "anchor_adapter": "extractors.anchor", "explorer_adapter": "extractors.explorer",
     "ccr": "consensus (rule: ccr, corroborator: anchor; rule none -> union)",
@@ -157,6 +165,10 @@ class InferenceConfig:
     # stage 1, in order: name -> extractor (the names key stage files, LoRA slots and ablations)
     extractors: dict[str, ExtractorConfig] = field(default_factory=paper_extractors)
     classifier_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    # the direct-typing classifier (recipes/train/direct-classifier-*.yaml); loaded and asked
+    # only with typing: direct
+    direct_classifier_adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    typing: str = "archetypes"  # see TYPING_MODES
     iepile: IEPileConfig = field(default_factory=IEPileConfig)
     extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
@@ -177,13 +189,21 @@ class InferenceConfig:
     def active_extractors(self) -> dict[str, ExtractorConfig]:
         return {name: e for name, e in self.extractors.items() if e.enabled}
 
+    def stage2_role(self) -> str:
+        """Who answers stage 2: "classifier" (archetypes) or "direct_classifier" (direct)."""
+        return "direct_classifier" if self.typing == "direct" else "classifier"
+
+    def stage2_adapter(self) -> AdapterConfig:
+        return getattr(self, STAGE2_SECTIONS[self.stage2_role()])
+
     def adapters_by_role(self) -> dict[str, AdapterConfig]:
-        """Every enabled LoRA adapter by role (extractor names and "classifier"), whatever its
-        base model; an extractor without a ``path`` is the base model itself and has none."""
+        """Every enabled LoRA adapter the run asks, by role (extractor names, then the stage-2
+        role: "classifier", or "direct_classifier" with typing: direct), whatever its base
+        model; an extractor without a ``path`` is the base model itself and has none."""
         roles: dict[str, AdapterConfig] = {n: e for n, e in self.active_extractors().items()
                                            if e.path}
-        if self.classifier_adapter.enabled:
-            roles["classifier"] = self.classifier_adapter
+        if self.stage2_adapter().enabled:
+            roles[self.stage2_role()] = self.stage2_adapter()
         return roles
 
     def adapters(self, base: str | None = None) -> dict[str, AdapterConfig]:
@@ -389,33 +409,58 @@ def _engine_and_sampling_problems(config: InferenceConfig) -> list[str]:
     return problems
 
 
+def adapter_section(role: str) -> str:
+    """Where a role's adapter lives in the config: ``classifier_adapter``,
+    ``direct_classifier_adapter`` or ``extractors.<name>``."""
+    return STAGE2_SECTIONS.get(role, f"extractors.{role}")
+
+
+def _stage2_problems(config: InferenceConfig) -> list[str]:
+    """The typing mode and the stage-2 adapters (shared base model, not switched off)."""
+    problems = []
+    if config.typing not in TYPING_MODES:
+        problems.append(f"typing: unknown {config.typing!r} (known: {', '.join(TYPING_MODES)})")
+        return problems
+    for section in STAGE2_SECTIONS.values():
+        if getattr(config, section).base_model not in ("", config.model):
+            problems.append(f"{section}.base_model: the classifier must share the calibrator's "
+                            "base model (only extractors may use another one)")
+    section = adapter_section(config.stage2_role())
+    if not config.stage2_adapter().enabled:
+        problems.append(f"{section}: stage 2 cannot be disabled")
+    if config.typing == "direct" and config.calibration.enabled:
+        problems.append("typing: direct types the mentions in stage 2 and has no calibration "
+                        "stage: set calibration.enabled=false too (ABLATION=no-calibration "
+                        "sets both)")
+    return problems
+
+
 def validate(config: InferenceConfig, check_paths: bool = True) -> None:
     from eval.templates import TEMPLATES
 
     problems = []
     if not config.model and config.engine.backend != "fake":
         problems.append("model: no base model given")
-    where = {**{name: f"extractors.{name}" for name in config.extractors},
-             "classifier": "classifier_adapter"}
-    templated = {**config.extractors, "classifier": config.classifier_adapter}
+    templated = {**config.extractors, **{role: getattr(config, section)
+                                         for role, section in STAGE2_SECTIONS.items()}}
     for role, adapter in templated.items():
         if adapter.enabled and adapter.template not in TEMPLATES:
-            problems.append(f"{where[role]}.template: unknown {adapter.template!r} "
+            problems.append(f"{adapter_section(role)}.template: unknown {adapter.template!r} "
                             f"(known: {sorted(TEMPLATES)})")
     if check_paths:
         for role, adapter in config.adapters_by_role().items():
+            if not adapter.path:
+                problems.append(f"{adapter_section(role)}.path: not set (the trained adapter's "
+                                "directory)")
+                continue
             try:
                 adapter_rank(adapter.path)
             except ConfigError as exc:
-                problems.append(f"{where[role]}.path: {exc}")
+                problems.append(f"{adapter_section(role)}.path: {exc}")
     problems += _stage1_problems(config)
     if config.calibrator_template not in TEMPLATES:
         problems.append(f"calibrator_template: unknown {config.calibrator_template!r}")
-    if config.classifier_adapter.base_model not in ("", config.model):
-        problems.append("classifier_adapter.base_model: the classifier must share the "
-                        "calibrator's base model (only extractors may use another one)")
-    if not config.classifier_adapter.enabled:
-        problems.append("classifier_adapter: stage 2 cannot be disabled")
+    problems += _stage2_problems(config)
     if config.calibration.mode not in CALIBRATION_MODES:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")
     if config.iepile.split_num is not None and config.iepile.split_num < 1:

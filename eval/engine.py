@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,7 +22,9 @@ from eval.templates import get_template
 class Request:
     key: str  # unique within a stage; its format is private to the stage that makes it
     prompt_ids: list[int]
-    adapter: str | None  # the asking role (an extractor's name, "classifier"); None = calibrator
+    # the asking role (an extractor's name, "classifier" or "direct_classifier": the LoRA of
+    # that role in config.adapters_by_role(), none for a base-model extractor); None = calibrator
+    adapter: str | None
     max_tokens: int
     stop: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
@@ -143,56 +145,25 @@ class VLLMBackend:
         if engine.cpu_reserved_cores is not None:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", str(engine.cpu_reserved_cores))
         from vllm import LLM
-        from vllm.lora.request import LoRARequest
 
         adapters = config.adapters(model)
         ranks = {role: adapter_rank(a.path) for role, a in adapters.items()}
-        kwargs: dict[str, Any] = {
-            "model": model, "revision": self.revision, "tokenizer_revision": self.revision,
-            "dtype": engine.dtype, "seed": engine.seed,
-            "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
-            "tensor_parallel_size": engine.tensor_parallel_size,
-            "enable_prefix_caching": engine.enable_prefix_caching,
-            "disable_log_stats": False,  # keeps the counters that get_metrics() reports
-        }
-        if engine.block_size is not None:
-            kwargs["block_size"] = engine.block_size
-        if on_gpu():
-            kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
-        if engine.single_process:
-            kwargs["distributed_executor_backend"] = "uni"
         if adapters and engine.cpu_grouped_lora and not on_gpu():
             from eval import cpu_lora
 
             if not cpu_lora.install():
                 print("warning: this vLLM has no CPU torch LoRA ops to replace; LoRA prefill "
                       "stays on vLLM's per-token path (slow on CPU)", file=sys.stderr)
-        if adapters:
-            kwargs.update(enable_lora=True, max_loras=len(adapters),
-                          max_lora_rank=supported_lora_rank(max(ranks.values())))
-        kwargs.update(engine.extra)
-        self.llm = LLM(**kwargs)
-        self.loras = {role: LoRARequest(role, i + 1, str(adapters[role].path))
-                      for i, role in enumerate(adapters)}
+        self.llm = LLM(**llm_kwargs(config, model, self.revision, ranks, on_gpu()))
+        self.loras = lora_requests({role: a.path for role, a in adapters.items()})
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
         if not requests:
             return []
         if self.llm is None:
             self._start()
-        params = [
-            SamplingParams(
-                temperature=self.sampling.temperature, top_p=self.sampling.top_p,
-                repetition_penalty=self.sampling.repetition_penalty, max_tokens=r.max_tokens,
-                stop=list(r.stop) or None, seed=None,
-                structured_outputs=structured(r),
-            )
-            for r in requests
-        ]
-        prompts = [TokensPrompt(prompt_token_ids=r.prompt_ids) for r in requests]
+        params = [sampling_params(r, self.sampling) for r in requests]
+        prompts = [tokens_prompt(r) for r in requests]
         # a role without a LoRA (an extractor that is the base model itself) gets none
         loras = [self.loras.get(r.adapter) if r.adapter else None for r in requests]
         self.calls += 1
@@ -235,6 +206,65 @@ class VLLMBackend:
             stats["prefix_cache_hit_rate"] = hits / queries
             stats["prefix_cache_queried_tokens"] = queries
         return stats
+
+
+# What the engine hands vLLM, built here and only here: VLLMBackend uses these, and
+# tools/check_cuda_envs.py calls the same functions inside the CUDA infer env to check them
+# against the installed vLLM's own classes.
+
+
+def llm_kwargs(config: InferenceConfig, model: str, revision: str | None,
+               ranks: Mapping[str, int], gpu: bool) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.LLM`` for ``model`` (pinned at ``revision``; None for a
+    local dir): ``ranks`` = the LoRA rank of each adapter on it by role (empty: no LoRA),
+    ``gpu`` whether the engine runs on CUDA. Pure: it imports nothing of vLLM."""
+    engine = config.engine
+    kwargs: dict[str, Any] = {
+        "model": model, "revision": revision, "tokenizer_revision": revision,
+        "dtype": engine.dtype, "seed": engine.seed,
+        "max_model_len": engine.max_model_len, "max_num_seqs": engine.max_num_seqs,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "disable_log_stats": False,  # keeps the counters that get_metrics() reports
+    }
+    if engine.block_size is not None:
+        kwargs["block_size"] = engine.block_size
+    if gpu:
+        kwargs["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    if engine.single_process:
+        kwargs["distributed_executor_backend"] = "uni"
+    if ranks:
+        kwargs.update(enable_lora=True, max_loras=len(ranks),
+                      max_lora_rank=supported_lora_rank(max(ranks.values())))
+    kwargs.update(engine.extra)
+    return kwargs
+
+
+def lora_requests(paths: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``LoRARequest`` per adapter role, ids 1, 2, ... in the order given."""
+    from vllm.lora.request import LoRARequest
+
+    return {role: LoRARequest(role, i + 1, str(path)) for i, (role, path) in
+            enumerate(paths.items())}
+
+
+def sampling_params(request: Request, sampling: Any):
+    """The ``SamplingParams`` of one request under the config's ``sampling`` section."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        temperature=sampling.temperature, top_p=sampling.top_p,
+        repetition_penalty=sampling.repetition_penalty, max_tokens=request.max_tokens,
+        stop=list(request.stop) or None, seed=None,
+        structured_outputs=structured(request),
+    )
+
+
+def tokens_prompt(request: Request):
+    """The request's prompt as token ids (no second BOS from vLLM's own tokenisation)."""
+    from vllm.inputs import TokensPrompt
+
+    return TokensPrompt(prompt_token_ids=request.prompt_ids)
 
 
 def structured(request: Request):

@@ -4,12 +4,14 @@
         [--out runs/x] [--dp 2] [key=value ...]
 
 One engine serves every domain and stage. The run directory keeps the resolved config and what
-the run covered (``run.json``: domains, gold files, sentences). Running again into the same
-directory resumes: a saved answer is reused only for the identical request (same prompt ids,
-weights, decoding; see :mod:`eval.store`), anything that changed is generated again, and the run
-says how many answers it reused and regenerated. One run at a time holds a directory (a lock the
-OS releases when the process dies). ``--dp N`` starts N engine processes on disjoint shards of the
-sentences and merges their outputs. Every file of a run lives under its directory.
+the run covered (``run.json``: domains, gold files, sentences, the definitions shown, the stage-2
+``typing`` and, under ``adapters``, each adapter's path and ``training_data``). Running again
+into the same directory resumes: a saved answer is reused only for the identical request (same
+prompt ids, weights, decoding; see :mod:`eval.store`), anything that changed is generated again,
+and the run says how many answers it reused and regenerated. One run at a time holds a
+directory (a lock the OS releases when the process dies). ``--dp N`` starts N engine processes
+on disjoint shards of the sentences and merges their outputs. Every file of a run lives under
+its directory.
 """
 
 from __future__ import annotations
@@ -32,16 +34,21 @@ from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
 from data_prep.leakage import find_leaks, gold_mentions
 from data_prep.mappings import Domain, load_archetypes, load_domain
 from data_prep.records import Sentence, load_sentences
+from data_prep.register import read_adapter_training_data
 from eval.config import ConfigError, InferenceConfig, load_config, read_config_data
 from eval.prompts import PROMPT_VERSION
 
 
 def ablations(extractors: list[str]) -> dict[str, list[str]]:
     """The paper's ablations (Table 6) as config switches, generated from the config's
-    extractors: ``no-<extractor>`` for each, ``no-ccr`` (union) and ``no-calibration``."""
+    extractors: ``no-<extractor>`` for each, ``no-ccr`` (union) and ``no-calibration`` (the
+    paper's: no stage 3, the direct-typing classifier asked with the target label names);
+    ``archetype-lookup`` keeps the archetype classifier and maps archetypes to labels by each
+    domain's ``archetype_fallback`` table instead of calibrating."""
     generated = {f"no-{name}": [f"extractors.{name}.enabled=false"] for name in extractors}
     return generated | {"no-ccr": ["consensus.rule=union"],
-                        "no-calibration": ["calibration.enabled=false"]}
+                        "no-calibration": ["typing=direct", "calibration.enabled=false"],
+                        "archetype-lookup": ["calibration.enabled=false"]}
 
 
 def ablation_overrides(config_path: str, overrides: list[str], ablation: str) -> list[str]:
@@ -86,10 +93,20 @@ def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[
         for ref, (domain, sentences) in work.items()}
     record = {"prompt_version": PROMPT_VERSION, "domains": covered,
               "limit": config.limit, "domain_limits": config.domain_limits,
-              "definitions": definitions_record(config, work)}
+              "definitions": definitions_record(config, work),
+              "typing": config.typing, "adapters": adapters_record(config)}
     write_text_atomic(out / "run.json", json.dumps(record, indent=2))
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return out, lock
+
+
+def adapters_record(config: InferenceConfig) -> dict[str, dict[str, Any]]:
+    """Each adapter the run asks, by role: its path and what it was trained on (the
+    ``samner_train_data.json`` that ``tools.train`` left in it; None for an adapter trained
+    elsewhere, e.g. the public IEPile LoRA)."""
+    return {role: {"path": adapter.path,
+                   "training_data": read_adapter_training_data(adapter.path)}
+            for role, adapter in config.adapters_by_role().items()}
 
 
 def domain_gold(config: InferenceConfig, domain: Domain) -> Path:
@@ -267,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dp", type=int, default=None, help="data-parallel engine processes")
     parser.add_argument("--ablation", metavar="NAME",
                         help="switch one component off: no-<extractor>, no-ccr, no-calibration "
-                             "(output dir gets a -<ablation> suffix)")
+                             "(direct typing, no stage 3), archetype-lookup (output dir gets "
+                             "a -<ablation> suffix)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (shards, GPUs, what is missing); start nothing")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # set by --dp for its children

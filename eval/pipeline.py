@@ -10,6 +10,12 @@ Files written under ``OUT/<domain>/`` (LLM stages are resumable, see :mod:`eval.
     predictions.jsonl        the scorer's format: {"id", "entities": [{"text", "type"}]}
     stats.json               per-stage counts of every failure, tokens and calls, and of
                              saved answers reused / regenerated (see :mod:`eval.store`)
+
+With ``typing: direct`` (the paper's w/o-calibration ablation) stage 2 asks the direct-typing
+classifier for the target labels and there is no stage 3: ``stage2_direct.jsonl`` (LLM records)
+and ``stage2_direct_labels.jsonl`` (per sentence: tagged text, (mention, raw tag or null =
+dropped) pairs) take the place of the ``stage2_classifier``, ``stage2_archetypes`` and
+``stage3_calibration`` files; stats.json counts them under ``stage2_direct``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import Counter, defaultdict
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +120,13 @@ class DomainRun:
         self.stats["stage1_discovery"] = discovery.discovery_counts(found)
         write_jsonl(self.out / "stage1_discovery.jsonl", map(dataclasses.asdict, found))
 
-        # Stage 2: archetypes of the tagged mentions.
+        # Stage 2: archetypes of the tagged mentions (typing: direct = the target labels, and
+        # no stage 3).
         tagged = {s.id: mediation.tag_sentence(s.text, r.mentions)
                   for s, r in zip(sentences, found, strict=True) if r.mentions}
         untagged = sum(len(r.mentions) - len(tagged.get(r.id, ("", []))[1]) for r in found)
+        if config.typing == "direct":
+            return (yield from self.direct_typing(sentences, tagged, untagged))
         answers = yield [("stage2_classifier", mediation.classifier_requests(
             [(sid, text) for sid, (text, _) in tagged.items()], self.archetypes.names, config,
             tokenizer), mediation.parse_classification)]
@@ -140,12 +149,34 @@ class DomainRun:
         counts = self.stats.setdefault(
             "stage3_calibration" if records is not None else "stage3_fallback", Counter())
         labels = calibration.collect(records, assigned, domain, counts)
+        return self.finish(sentences, {
+            sid: [(mention, tag) for (mention, _), tag in zip(pairs, labels[sid], strict=True)]
+            for sid, pairs in assigned.items()})
 
+    def direct_typing(self, sentences: Sequence[Sentence],
+                      tagged: Mapping[str, tuple[str, list[str]]], untagged: int) -> Steps:
+        """Stage 2 without archetypes: the direct-typing classifier names each tagged mention's
+        target label (:mod:`eval.mediation`); no stage 3."""
+        answers = yield [("stage2_direct", mediation.direct_requests(
+            [(sid, text) for sid, (text, _) in tagged.items()], self.domain, self.config,
+            self.backend.tokenizer), mediation.parse_classification)]
+        records = self.take(answers, "stage2_direct")
+        counts = self.stats["stage2_direct"]
+        counts["overlapping_mentions_not_tagged"] += untagged
+        labelled = mediation.collect_direct(records, tagged, self.domain, counts)
+        write_jsonl(self.out / "stage2_direct_labels.jsonl", (
+            {"id": sid, "tagged": tagged[sid][0], "labels": pairs}
+            for sid, pairs in labelled.items()))
+        return self.finish(sentences, labelled)
+
+    def finish(self, sentences: Sequence[Sentence],
+               labelled: Mapping[str, Sequence[tuple[str, str | None]]]
+               ) -> list[dict[str, Any]]:
+        """Write predictions (None = dropped) and stats; returns the predictions."""
         predictions = [
-            {"id": s.id, "entities": [
-                {"text": mention, "type": tag}
-                for (mention, _), tag in zip(assigned.get(s.id, []), labels.get(s.id, []),
-                                             strict=True) if tag is not None]}
+            {"id": s.id, "entities": [{"text": mention, "type": tag}
+                                      for mention, tag in labelled.get(s.id, [])
+                                      if tag is not None]}
             for s in sentences
         ]
         write_jsonl(self.out / "predictions.jsonl", predictions)

@@ -16,12 +16,14 @@ from data_prep.mappings import CROSSNER_DOMAINS, load_domain
 from eval.config import (
     InferenceConfig,
     _build,
+    adapter_section,
     read_config_data,
     validate,
 )
 from eval.placement import base_models, check_placement, looks_local, visible_gpu_ids
 
-TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier"}
+TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier",
+                 "direct_classifier": "make train-direct-classifier"}
 
 
 def load_unchecked(path: str, overrides: Sequence[str]) -> InferenceConfig:
@@ -41,8 +43,8 @@ def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
             how = f"fetch it: make models CONFIG={config_path}"
         else:
             how = f"train it: {TRAIN_TARGETS.get(role, 'see its recipe')}"
-        where = "classifier_adapter" if role == "classifier" else f"extractors.{role}"
-        missing.append(f"{where}: {adapter.path} has no adapter_config.json ({how})")
+        missing.append(f"{adapter_section(role)}: {adapter.path} has no adapter_config.json "
+                       f"({how})")
     for model in base_models(config):
         if looks_local(model) and not (Path(model) / "config.json").is_file():
             missing.append(f"model: {model} is not a local model dir (build or download it)")

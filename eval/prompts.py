@@ -70,3 +70,53 @@ def explorer_target(
 def classifier_target(pairs: Iterable[tuple[str, str]]) -> str:
     """The classifier's SFT answer: a JSON list of one-key objects ``{mention: archetype}``."""
     return json.dumps([{mention: archetype} for mention, archetype in pairs], ensure_ascii=False)
+
+
+# --- direct typing (the paper's w/o-calibration ablation) ---------------------------------------
+# Stage 2 without archetypes: a classifier trained on IEPile's own fine type names answers with
+# the candidate type of each tagged mention (at inference: a target domain's label names).
+
+DIRECT_TYPING_PREAMBLE = (
+    "Each entity mention in the sentence below is marked with <ENT> and </ENT>. Give every "
+    "marked mention the one entity type from the schema that describes it best. Reply with a "
+    "JSON list holding one object per marked mention, in the order the mentions occur, each "
+    "object mapping the mention text (without the marks) to its type, spelled as in the schema. "
+    "Reply with the JSON list only."
+)
+
+
+def direct_typing_prompt(tagged_text: str, types: Sequence[str]) -> tuple[str, str]:
+    """(instruction, input) asking the direct-typing classifier for the type of each tagged
+    mention among ``types``; its answer has :func:`classifier_target`'s form."""
+    return DIRECT_TYPING_PREAMBLE + _schema(types), "Sentence: " + tagged_text
+
+
+# --- the authors' explorer layout (DMIRLAB-Group/SAM-NER; a switch, not the default) ----------
+# Their explorer is trained and asked with ONE instruction string and no input: a preamble, then
+# at once ``Schema:`` + the Python repr of the type list + ``. Passage: `` + the passage. The
+# layout is reproduced exactly; the preamble's wording is this project's own (docs/fidelity.md).
+
+AUTHORS_EXPLORER_PREAMBLE = (
+    "Act as a named entity extractor. Read the passage and pull out every named entity in it "
+    "whose type is one of the types listed in the schema."
+)
+
+
+def authors_explorer_prompt(types: Sequence[str], text: str) -> tuple[str, str]:
+    """(instruction, input) in the authors' layout: everything in the instruction, input ``""``
+    (LlamaFactory's user turn is then the instruction alone). The schema is ``repr`` of a
+    Python list of str: single quotes, or double quotes for a name holding an apostrophe."""
+    if not types:
+        raise ValueError("a prompt needs at least one schema entry")
+    return f"{AUTHORS_EXPLORER_PREAMBLE}Schema:{list(types)!r}. Passage: {text}", ""
+
+
+def authors_explorer_target(answers: Iterable[tuple[str, object]]) -> str:
+    """The authors' explorer SFT answer from ``(type, parsed answer)`` pairs in question order:
+    a JSON object whose keys keep the order the types were first asked; a type asked again keeps
+    its first position and takes its later answer; values are written as parsed (repeated
+    mentions kept)."""
+    output: dict[str, object] = {}
+    for type_name, value in answers:
+        output[type_name] = value
+    return json.dumps(output, ensure_ascii=False)

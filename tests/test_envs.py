@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,26 @@ def test_cuda_device_picks_cuda_requirements_and_skips_fixes(
     assert calls[0][-3:] == ["install", "-r", str(envs.REPO / "requirements" / "infer-cuda.txt")]
     assert not any("uninstall" in c for c in calls)
     assert envs.read_stamp(venv)["device"] == "cuda"
+
+
+def test_cuda_smoke_check_refuses_a_cpu_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip prefers a CPU torch on its find-links (2.13.0+cpu) to PyPI's CUDA 2.13.0: a CUDA env
+    must not be stamped with it (make check-cuda-envs builds with pip's config ignored)."""
+    _fake_venv(tmp_path, "train")
+    calls: list[list[str]] = []
+    monkeypatch.setattr(envs, "run", lambda cmd, **_: calls.append([str(c) for c in cmd]) or "")
+    envs.create("train", "cuda", tmp_path)
+    smoke = calls[-1][-1]
+    assert smoke.startswith(envs._CUDA_TORCH) and envs._CPU_TORCH not in smoke
+    torch = types.ModuleType("torch")
+    torch.__version__, torch.version = "2.13.0+cpu", types.SimpleNamespace(cuda=None)
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    with pytest.raises(SystemExit, match=r"2\.13\.0\+cpu is a CPU build.*PIP_CONFIG_FILE"):
+        exec(envs._CUDA_TORCH, {})
+    torch.__version__, torch.version.cuda = "2.13.0+cu130", "13.0"
+    exec(envs._CUDA_TORCH, {})  # a CUDA build passes
 
 
 def test_device_change_starts_from_an_empty_venv(

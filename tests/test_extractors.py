@@ -26,11 +26,15 @@ def test_ablations_are_generated_from_the_extractors(tmp_path, converted_crossne
         "no-explorer": ["extractors.explorer.enabled=false"],
         "no-base": ["extractors.base.enabled=false"],
         "no-ccr": ["consensus.rule=union"],
-        "no-calibration": ["calibration.enabled=false"]}
+        # the paper's w/o cali.: direct typing with the target labels, no stage 3
+        "no-calibration": ["typing=direct", "calibration.enabled=false"],
+        # the archetype classifier + each domain's archetype_fallback lookup
+        "archetype-lookup": ["calibration.enabled=false"]}
     path = write_config(tmp_path, converted_crossner, extractors=THREE)
     assert ablation_overrides(path, [], "no-base") == ["extractors.base.enabled=false"]
     with pytest.raises(ConfigError, match=r"--ablation no-tagger: not an ablation of .* "
-                                          r"no-anchor, no-base, no-explorer, no-ccr"):
+                                          r"no-anchor, no-base, no-explorer, no-ccr, "
+                                          r"no-calibration, archetype-lookup\)"):
         ablation_overrides(path, [], "no-tagger")
 
 

@@ -1,4 +1,5 @@
-"""IEPile NER records → archetype-classifier alpaca records (filtering, projection, tagging)."""
+"""IEPile NER records → stage-2 alpaca records (filtering, projection, tagging): the archetype
+classifier's and the direct-typing classifier's, and the provenance sidecar beside them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from data_prep import iepile
 from data_prep.iepile import IEPileStats, UnmappedTypesError, convert
 from data_prep.io import DataError
 from data_prep.mappings import load_archetypes
-from eval.prompts import CLASSIFIER_PREAMBLE
+from data_prep.register import read_data_meta
+from eval.prompts import CLASSIFIER_PREAMBLE, DIRECT_TYPING_PREAMBLE, PROMPT_VERSION
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IEPILE_ZH = SHARED_DATA / "iepile" / "NER" / "train.json"
@@ -82,6 +84,7 @@ def expected_stats() -> IEPileStats:
         unmapped_mentions=3, conflicts=1, mentions_not_found=3, mentions_tagged=6)
     stats.unmapped_records.update({"sports team": 2, "weapon": 1})
     stats.unmapped_mention_counts.update({"sports team": 2, "weapon": 1})
+    stats.written_by_source.update({"CoNLL2003": 4})
     return stats
 
 
@@ -231,7 +234,7 @@ def test_input_without_a_training_record_fails_and_writes_nothing(
     assert not out.exists()
 
 
-# --- --exclude-sources: our MIT test sets stay out of the classifier data -----------------------
+# --- sources: every one kept by default (the paper's data), --exclude-sources opts out --------
 
 
 def sourced(source: str, text: str, output: dict[str, list[str]], task: str = "NER") -> str:
@@ -240,33 +243,40 @@ def sourced(source: str, text: str, output: dict[str, list[str]], task: str = "N
 
 
 EXCLUDE_LINES = [
-    sourced("mit-movie", "what movies star tom hanks", {"actor": ["tom hanks"]}),  # excluded
-    sourced("MIT Restaurant", "cheap pizza nearby", {"Dish": ["pizza"]}),  # excluded: same key
+    sourced("mit-movie", "what movies star tom hanks", {"actor": ["tom hanks"]}),
+    sourced("MIT Restaurant", "cheap pizza nearby", {"Dish": ["pizza"]}),  # same key as below
     sourced("CoNLL2003", "Marie Curie lived in Paris .",
-            {"person": ["Marie Curie"], "location": ["Paris"]}),  # kept
+            {"person": ["Marie Curie"], "location": ["Paris"]}),
     sourced("mit_movie", "Alice knows Bob .", {"head": ["Alice"]}, task="RE"),  # any task
     sourced("mitmovies", "Ann met Bob in Rome .", {"person": ["Ann", "Bob"]}),  # another name
 ]
+ALL_OUTPUTS = [[{"tom hanks": "person"}], [{"pizza": "food"}],
+               [{"Marie Curie": "person"}, {"Paris": "location"}],
+               [{"Ann": "person"}, {"Bob": "person"}]]
 
 
-def test_mit_sources_are_excluded_by_default_and_counted(tmp_path: Path) -> None:
+def test_every_source_is_kept_by_default(tmp_path: Path) -> None:
+    """The paper trained on IEPile's whole NER subset, MIT Movie and MIT Restaurant included."""
+    assert iepile.DEFAULT_EXCLUDED_SOURCES == ()
     src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
     stats = convert(src, tmp_path / "out.jsonl")
-    assert [json.loads(r["output"]) for r in read_out(tmp_path / "out.jsonl")] == [
-        [{"Marie Curie": "person"}, {"Paris": "location"}], [{"Ann": "person"}, {"Bob": "person"}]]
+    assert [json.loads(r["output"]) for r in read_out(tmp_path / "out.jsonl")] == ALL_OUTPUTS
+    assert (stats.lines_read, stats.excluded_source, stats.records_written, stats.not_ner) == (
+        5, 0, 4, 1)
+    assert stats.written_by_source == {"mit-movie": 1, "MIT Restaurant": 1, "CoNLL2003": 1,
+                                       "mitmovies": 1}
+    assert "    written from source 'MIT Restaurant': 1 records" in stats.summary()
+
+
+def test_mit_sources_excluded_on_request_and_counted(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
+    stats = convert(src, tmp_path / "out.jsonl", exclude_sources=iepile.MIT_SOURCES)
+    assert [json.loads(r["output"]) for r in read_out(tmp_path / "out.jsonl")] == ALL_OUTPUTS[2:]
     assert (stats.lines_read, stats.excluded_source, stats.records_written) == (5, 3, 2)
     assert stats.excluded_by_source == {"mit-movie": 1, "MIT Restaurant": 1, "mit_movie": 1}
     assert stats.not_ner == 0  # the excluded RE record is counted as excluded, not as not-NER
     assert "    excluded source 'MIT Restaurant': 1 records" in stats.summary()
-
-
-def test_exclude_sources_can_be_emptied_or_changed(tmp_path: Path) -> None:
-    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
-    keep_all = convert(src, tmp_path / "all.jsonl", exclude_sources=(), skip_unmapped=True)
-    # "Dish" projects to food, "actor" to person; the RE record is not NER
-    assert (keep_all.excluded_source, keep_all.records_written, keep_all.not_ner) == (0, 4, 1)
-    conll = convert(src, tmp_path / "conll.jsonl", exclude_sources=["conll 2003"],
-                    skip_unmapped=True)
+    conll = convert(src, tmp_path / "conll.jsonl", exclude_sources=["conll 2003"])
     assert conll.excluded_by_source == {"CoNLL2003": 1} and conll.records_written == 3
 
 
@@ -274,14 +284,105 @@ def test_cli_exclude_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
     out = tmp_path / "out.jsonl"
     assert iepile.main(["--src", str(src), "--out", str(out)]) == 0
-    assert "excluded_source                3" in capsys.readouterr().out
-    assert iepile.main(["--src", str(src), "--out", str(out), "--exclude-sources"]) == 0
+    assert "excluded_source                0" in capsys.readouterr().out
     assert len(read_out(out)) == 4
+    argv = ["--src", str(src), "--out", str(out), "--exclude-sources", "mit-movie",
+            "mit-restaurant"]
+    assert iepile.main(argv) == 0
+    assert "excluded_source                3" in capsys.readouterr().out
+    assert len(read_out(out)) == 2
+    assert read_data_meta(out)["excluded_sources"] == ["mit-movie", "mit-restaurant"]
 
 
 def test_only_excluded_records_fail_naming_the_reason(tmp_path: Path) -> None:
     src = write_lines(tmp_path / "train.json", EXCLUDE_LINES[:2])
     with pytest.raises(DataError, match=r"no training record among 2 records "
                                         r"\(excluded_source 2\)"):
-        convert(src, tmp_path / "out.jsonl")
+        convert(src, tmp_path / "out.jsonl", exclude_sources=iepile.MIT_SOURCES)
     assert not (tmp_path / "out.jsonl").exists()
+    assert read_data_meta(tmp_path / "out.jsonl") is None  # no data, no sidecar
+
+
+def test_sidecar_records_source_exclusions_counts_and_prompt_version(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", EXCLUDE_LINES)
+    out = tmp_path / "out.jsonl"
+    convert(src, out, exclude_sources=["mit-movie"], limit=5,
+            source_info={"repo_id": "zjunlp/iepile", "revision": "abc"})
+    meta = read_data_meta(out)
+    assert meta is not None and (tmp_path / "out.jsonl.meta.json").is_file()
+    stats = meta.pop("stats")
+    assert meta == {
+        "converter": "data_prep.iepile", "target": "archetypes", "prompt_version": PROMPT_VERSION,
+        "source": {"file": str(src.resolve()), "bytes": src.stat().st_size,
+                   "repo_id": "zjunlp/iepile", "revision": "abc"},
+        "excluded_sources": ["mit-movie"], "limit": 5, "skip_unmapped": False,
+        "skip_bad": False, "records_written": 3,
+        "records_by_source": {"CoNLL2003": 1, "MIT Restaurant": 1, "mitmovies": 1}}
+    assert (stats["lines_read"], stats["excluded_source"], stats["not_ner"]) == (5, 2, 0)
+    assert stats["excluded_by_source"] == {"mit-movie": 1, "mit_movie": 1}
+
+
+# --- --target direct: the record's own types, for the direct-typing classifier ----------------
+
+
+def direct(schema: str, sentence: str, output: str) -> dict[str, str]:
+    return {"instruction": DIRECT_TYPING_PREAMBLE + "\nSchema: " + schema,
+            "input": "Sentence: " + sentence, "output": output}
+
+
+# LINES again, hand-computed for the direct target: no projection, so "sports team" and "weapon"
+# (unknown to archetypes.yaml) are kept as candidates and answers; "date" is still dropped; the
+# candidates are the record's kept schema types in record order, negatives ("else") included.
+EXPECTED_DIRECT = [
+    direct('["person", "organization", "location"]',
+           "<ENT>Marie Curie</ENT> worked in <ENT>Paris</ENT> for the <ENT>Sorbonne</ENT> on "
+           "4 July 1902 .",
+           '[{"Marie Curie": "person"}, {"Paris": "location"}, {"Sorbonne": "organization"}]'),
+    direct('["sports team", "location", "else"]',
+           "The <ENT>Lakers</ENT> beat the <ENT>Celtics</ENT> in <ENT>Boston</ENT> .",
+           '[{"Lakers": "sports team"}, {"Celtics": "sports team"}, {"Boston": "location"}]'),
+    # "Jordan" under person and location: the first type wins, counted as a conflict
+    direct('["person", "location"]', "<ENT>Jordan</ENT> visited Jordan .",
+           '[{"Jordan": "person"}]'),
+    direct('["person", "sports team", "weapon"]', "<ENT>Arthur</ENT> drew <ENT>Excalibur</ENT> .",
+           '[{"Arthur": "person"}, {"Excalibur": "weapon"}]'),
+]
+
+
+def test_direct_target_exact_output_and_stats(tmp_path: Path) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    out = tmp_path / "direct.jsonl"
+    stats = convert(src, out, skip_bad=True, target="direct")  # no --skip-unmapped needed
+    assert read_out(out) == EXPECTED_DIRECT
+    expected = IEPileStats(
+        lines_read=9, bad_lines=1, not_ner=1, no_entity=1, no_mention_left=1,
+        no_tagged_mention=1, records_written=4, mentions_read=15, dropped_type_mentions=2,
+        conflicts=1, mentions_not_found=3, mentions_tagged=9)
+    expected.written_by_source.update({"CoNLL2003": 4})
+    assert stats == expected
+    assert read_data_meta(out)["target"] == "direct"
+
+
+def test_direct_target_same_records_as_the_archetype_target(tmp_path: Path) -> None:
+    """Both targets read the same records and tag the same mentions; only the labels differ."""
+    src = write_lines(tmp_path / "train.json", LINES)
+    convert(src, tmp_path / "a.jsonl", skip_bad=True, skip_unmapped=True)
+    convert(src, tmp_path / "d.jsonl", skip_bad=True, target="direct")
+    archetype_inputs = [r["input"] for r in read_out(tmp_path / "a.jsonl")]
+    direct_inputs = [r["input"] for r in read_out(tmp_path / "d.jsonl")]
+    # the archetype target drops the unmapped "sports team" and "weapon" mentions, so the
+    # Lakers/Celtics and Excalibur tags exist only in the direct data; the rest is identical
+    assert archetype_inputs[0] == direct_inputs[0] and archetype_inputs[2] == direct_inputs[2]
+    assert [r.replace("<ENT>", "").replace("</ENT>", "") for r in archetype_inputs] == [
+        r.replace("<ENT>", "").replace("</ENT>", "") for r in direct_inputs]
+
+
+def test_cli_direct_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = write_lines(tmp_path / "train.json", LINES)
+    out = tmp_path / "direct.json"
+    assert iepile.main(["--src", str(src), "--out", str(out), "--skip-bad",
+                        "--target", "direct"]) == 0
+    assert "conflicts                      1" in capsys.readouterr().out
+    assert read_out(out) == EXPECTED_DIRECT
+    with pytest.raises(SystemExit):
+        iepile.main(["--src", str(src), "--out", str(out), "--target", "fine"])

@@ -31,7 +31,7 @@ def infer(venv_python, tiny_assets: Path, data_dir: Path, out: Path, *extra: str
                "--limit", str(limit), "--out", str(out),
                f"model={tiny_assets / 'models' / 'tiny-llama'}", f"data_dir={data_dir}",
                *(f"{ADAPTER_KEY[role]}.path={tiny_assets / 'saves' / 'tiny' / 'lora' / role}"
-                 for role in ("anchor", "explorer", "classifier")), *extra]
+                 for role in ("anchor", "explorer", "classifier", "direct_classifier")), *extra]
     env = offline_env()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env,
                           timeout=1500)
@@ -149,3 +149,80 @@ def test_three_extractors_vote_through_vllm_with_diagnostics(venv_python, tiny_a
     assert not (ablated / "music" / "stage1_base.jsonl").exists()
     assert json.loads((ablated / "music" / "stats.json").read_text())["stages"][
         "stage1_anchor"]["requests"] == 10
+
+
+def test_no_calibration_ablation_types_directly_through_vllm(venv_python, tiny_assets,
+                                                            converted_crossner, dp1_run,
+                                                            tmp_path):
+    """ABLATION=no-calibration (the paper's w/o cali.): stage 2 asks the tiny direct-typing
+    classifier with music's label names and no stage-3 request is made.
+
+    Stage 1 is the dp1 run's saved answers with their raw text replaced by the gold mention
+    strings of each sentence (a saved answer is reused by request digest and parsed again from
+    its raw text), so what reaches stage 2 does not depend on what a random tiny model happens
+    to extract: 12 sentences with 92 distinct gold strings, all of them taggable. Switching the
+    typing mode does not invalidate the stage-1 answers."""
+    gold = {s.id: sorted({e.text for e in s.entities})
+            for s in load_gold([converted_crossner / "music" / "test.jsonl"])[:LIMIT]}
+    out = tmp_path / "direct"
+    (out / "music").mkdir(parents=True)
+    for name in ("stage1_anchor.jsonl", "stage1_explorer.jsonl"):
+        saved = [r for _, r in iter_jsonl(dp1_run / "music" / name)]
+        for record in saved:
+            key = next(iter(record["parsed"]["by_type"]), "person")  # a type of its schema
+            record["raw"] = json.dumps({key: gold[record["id"]]})
+        (out / "music" / name).write_text("".join(json.dumps(r) + "\n" for r in saved))
+    infer(venv_python, tiny_assets, converted_crossner.parent, out, "--ablation",
+          "no-calibration")
+    music = out / "music"
+    names = sorted(p.name for p in music.iterdir())
+    assert names == ["predictions.jsonl", "stage1_anchor.jsonl", "stage1_discovery.jsonl",
+                     "stage1_explorer.jsonl", "stage2_direct.jsonl", "stage2_direct_labels.jsonl",
+                     "stats.json"]
+    stages = json.loads((music / "stats.json").read_text())["stages"]
+    assert set(stages) == {"stage1_anchor", "stage1_explorer", "stage1_discovery",
+                           "stage2_direct"}
+    for stage, requests in (("stage1_anchor", 2 * LIMIT), ("stage1_explorer", LIMIT)):
+        assert stages[stage]["reused"] == stages[stage]["requests"] == requests
+        assert "new" not in stages[stage] and "regenerated" not in stages[stage]
+    assert stages["stage1_discovery"]["discovered"] == 92
+    direct = stages["stage2_direct"]
+    assert (direct["requests"], direct["new"], direct["mentions_tagged"]) == (12, 12, 92)
+    assert direct["overlapping_mentions_not_tagged"] == 0
+    records = [r for _, r in iter_jsonl(music / "stage2_direct.jsonl")]
+    assert [r["key"] for r in records] == list(gold)
+    assert all(r["adapter"] == "direct_classifier" for r in records)
+    schema = ('\nSchema: ["album", "award", "band", "country", "event", "location", '
+              '"miscellaneous", "musical artist", "musical instrument", "music genre", '
+              '"organisation", "person", "song"]\n')
+    assert all(schema in r["prompt"] for r in records)
+    assert sum(v for k, v in direct.items() if k.startswith("status_")) == 12
+    # each tagged mention has exactly one outcome; music has misc, so nothing is dropped and
+    # every tagged mention is one predicted entity, in the order stage2_direct_labels lists it
+    outcomes = ("typed", "omitted_to_misc", "unknown_type_to_misc")
+    assert sum(direct.get(k, 0) for k in outcomes) == 92
+    assert "omitted_dropped" not in direct and "unknown_type_dropped" not in direct
+    predictions = [r for _, r in iter_jsonl(music / "predictions.jsonl")]
+    assert [r["id"] for r in predictions] == list(gold)
+    labelled = [r for _, r in iter_jsonl(music / "stage2_direct_labels.jsonl")]
+    assert [[e["text"], e["type"]] for r in predictions for e in r["entities"]] == [
+        pair for r in labelled for pair in r["labels"]]
+    assert sum(len(r["entities"]) for r in predictions) == 92
+    assert sorted(e["text"] for r in predictions for e in r["entities"]) == sorted(
+        m for ms in gold.values() for m in ms)
+    labels = {"album", "award", "band", "country", "event", "location", "misc", "musicalartist",
+              "musicalinstrument", "musicgenre", "organisation", "person", "song"}
+    assert {e["type"] for r in predictions for e in r["entities"]} <= labels
+    engine = json.loads((out / "engine_stats.json").read_text())
+    assert engine["generate_calls"] == 1  # stage 2 only: stage 1 was saved, no stage 3
+    run = json.loads((out / "run.json").read_text())
+    assert run["typing"] == "direct"
+    assert list(run["adapters"]) == ["anchor", "explorer", "direct_classifier"]
+    trained = run["adapters"]["direct_classifier"]["training_data"]
+    assert trained["recipe"] == "recipes/train/direct-classifier-tiny-cpu.yaml"
+    data = trained["datasets"]["samner_direct_classifier"]
+    assert data["file"] == "direct_classifier.jsonl"
+    assert (data["data"]["target"], data["data"]["excluded_sources"]) == ("direct", [])
+    assert data["data"]["records_by_source"] == {"samner_sample": 67}  # the project's sample
+    anchor = run["adapters"]["anchor"]["training_data"]["datasets"]["samner_anchor"]
+    assert anchor == {"file": "anchor.jsonl", "data": None}  # written without a sidecar

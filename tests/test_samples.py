@@ -189,3 +189,19 @@ def test_iepile_sample_converts_without_skip_unmapped(tmp_path):
     assert all("<ENT>" in r["input"] for r in records)
     assert iepile.main(["--src", str(IEPILE_SAMPLE), "--out", str(tmp_path / "c.json")]) == 0
     assert len(json.loads((tmp_path / "c.json").read_text(encoding="utf-8"))) == count
+
+
+def test_iepile_sample_converts_for_the_direct_classifier(tmp_path):
+    """The tiny and demo direct-typing classifiers train on the same sample: every record, with
+    the record's own (unprojected) types as candidates and answers."""
+    out = tmp_path / "direct_classifier.jsonl"
+    stats = iepile.convert(IEPILE_SAMPLE, out, target="direct")
+    count = len(_iepile_records())
+    assert stats.records_written == count and stats.conflicts == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    archetypes = load_archetypes()
+    for record, (_, instruction, output) in zip(records, _iepile_records(), strict=True):
+        schema = json.loads(record["instruction"].rsplit("\nSchema: ", 1)[1])
+        assert schema == [t for t in instruction["schema"] if not archetypes.is_dropped(t)]
+        answered = {t for pair in json.loads(record["output"]) for t in pair.values()}
+        assert answered <= set(schema) and answered <= set(output)

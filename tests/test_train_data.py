@@ -14,7 +14,7 @@ import pytest
 
 from data_prep import train_data
 from data_prep.io import ProjectError
-from data_prep.register import DATASET_INFO
+from data_prep.register import DATASET_INFO, read_data_meta
 from tests.conftest import IEPILE_EN_SENTENCES, PILE_NER_SLIMER_GLOB
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -22,6 +22,8 @@ UNINER_MUSIC = SHARED_DATA / "uniner_eval" / "CrossNER_music.json"  # Pile-NER's
 IEPILE_ZH = SHARED_DATA / "iepile" / "NER" / "train.json"
 ACK = {"from": "gpt", "value": "I've read this text."}
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output"}
+EVERY_DATASET = ("samner_explorer", "samner_explorer_authors", "samner_classifier",
+                 "samner_direct_classifier")  # what `make data-train` registers
 
 
 def pile_row(text: str, *qa: tuple[str, list[str]]) -> dict[str, Any]:
@@ -89,7 +91,9 @@ def read_records(path: Path) -> list[dict[str, str]]:
 
 def assert_registered(out: Path, *names: str) -> None:
     info = json.loads((out / DATASET_INFO).read_text(encoding="utf-8"))
-    files = {"samner_explorer": "explorer.json", "samner_classifier": "classifier.jsonl"}
+    files = {"samner_explorer": "explorer.json", "samner_classifier": "classifier.jsonl",
+             "samner_explorer_authors": "explorer_authors.json",
+             "samner_direct_classifier": "direct_classifier.jsonl"}
     assert info == {n: {"file_name": files[n], "formatting": "alpaca", "columns": ALPACA}
                     for n in names}
 
@@ -124,14 +128,26 @@ def test_local_files_real_data(tmp_path: Path, slimer_file: Path, iepile_en_file
     assert "never shipped" in captured.out and "downloading" not in captured.out
     explorer = read_records(out / "explorer.json")
     classifier = read_records(out / "classifier.jsonl")
-    assert len(explorer) == 12 and len(classifier) == 12  # --limit applies to both
-    assert all(set(r) == {"instruction", "input", "output"} for r in explorer + classifier)
+    direct = read_records(out / "direct_classifier.jsonl")
+    assert len(explorer) == len(classifier) == len(direct) == 12  # --limit applies to each
+    assert all(set(r) == {"instruction", "input", "output"} for r in explorer + classifier + direct)
     assert explorer[0]["input"].startswith("Passage: ")
-    assert classifier[0]["input"] == ("Sentence: <ENT>Maria Lopez</ENT> joined <ENT>Siemens</ENT>"
-                                      " in <ENT>Munich</ENT> last spring .")
+    assert classifier[0]["input"] == direct[0]["input"] == (
+        "Sentence: <ENT>Maria Lopez</ENT> joined <ENT>Siemens</ENT> in <ENT>Munich</ENT> last "
+        "spring .")
     assert json.loads(classifier[0]["output"]) == [
         {"Maria Lopez": "person"}, {"Siemens": "organization"}, {"Munich": "location"}]
-    assert_registered(out, "samner_explorer", "samner_classifier")
+    # the fixture's types happen to be archetype names; record 3's "product" shows the difference
+    assert json.loads(classifier[2]["output"])[1] == {"Nintendo Switch": "artifact"}
+    assert json.loads(direct[2]["output"])[1] == {"Nintendo Switch": "product"}
+    assert direct[2]["instruction"].endswith('\nSchema: ["person", "product", "location"]')
+    assert_registered(out, *EVERY_DATASET)
+    meta = read_data_meta(out / "direct_classifier.jsonl")
+    assert (meta["target"], meta["records_written"], meta["excluded_sources"]) == (
+        "direct", 12, [])
+    assert meta["source"] == {"file": str(iepile_en_file.resolve()),
+                              "bytes": iepile_en_file.stat().st_size,
+                              "origin": "local file (--iepile)"}  # no Hub revision to claim
 
 
 def test_default_sharegpt_layout_and_chinese_iepile(tmp_path: Path, no_hub: None) -> None:
@@ -139,11 +155,15 @@ def test_default_sharegpt_layout_and_chinese_iepile(tmp_path: Path, no_hub: None
     shares Pile-NER's layout) and IEPile's own training records (its Chinese sample)."""
     out = tmp_path / "train"
     written = train_data.build(out, pile_ner_file=UNINER_MUSIC, iepile_file=IEPILE_ZH, limit=5)
-    assert written == {"explorer": out / "explorer.json", "classifier": out / "classifier.jsonl"}
+    assert written == {"explorer": out / "explorer.json", "classifier": out / "classifier.jsonl",
+                       "explorer_authors": out / "explorer_authors.json",
+                       "direct_classifier": out / "direct_classifier.jsonl"}
     assert len(read_records(out / "explorer.json")) == 5
     zh = read_records(out / "classifier.jsonl")
     assert len(zh) == 2 and "<ENT>" in zh[0]["input"]  # 4 of the 6 samples have no entity
-    assert_registered(out, "samner_explorer", "samner_classifier")
+    assert [r["input"] for r in read_records(out / "direct_classifier.jsonl")] == [
+        r["input"] for r in zh]
+    assert_registered(out, *EVERY_DATASET)
 
 
 def test_downloads_pinned_files_when_no_local_file(
@@ -163,8 +183,20 @@ def test_downloads_pinned_files_when_no_local_file(
     assert len(explorer) == len(PILE_ROWS)
     assert json.loads(explorer[2]["output"]) == {"drug": ["Penicillin"],
                                                  "scientist": ["Alexander Fleming"]}
+    authors = read_records(out / "explorer_authors.json")  # the same passages, their layout
+    assert [r["input"] for r in authors] == [""] * len(PILE_ROWS)
+    assert authors[2]["instruction"].endswith(
+        "Schema:['drug', 'scientist']. Passage: Penicillin was discovered by Alexander Fleming .")
+    assert authors[2]["output"] == explorer[2]["output"]  # question order = schema order here
     assert len(read_records(out / "classifier.jsonl")) == len(IEPILE_EN_SENTENCES)
-    assert_registered(out, "samner_explorer", "samner_classifier")
+    assert len(read_records(out / "direct_classifier.jsonl")) == len(IEPILE_EN_SENTENCES)
+    assert_registered(out, *EVERY_DATASET)
+    for name in ("classifier.jsonl", "direct_classifier.jsonl"):  # one download, two sidecars
+        source = read_data_meta(out / name)["source"]
+        assert source == {"file": str(iepile_en_file.resolve()),
+                          "bytes": iepile_en_file.stat().st_size, "origin": "hub",
+                          "repo_id": "zjunlp/iepile", "filename": "train.json",
+                          "revision": pinned[1].revision, "license": "CC BY-NC-SA 4.0"}
 
 
 def test_download_cache_dir_is_passed(tmp_path: Path, pile_ner_file: Path,
@@ -259,9 +291,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
         train_data.build(tmp_path, roles=("anchor",))
 
 
-@pytest.mark.parametrize("role", ["explorer", "classifier"])
+@pytest.mark.parametrize(("role", "file"), [("explorer", "explorer.json"),
+                                          ("classifier", "classifier.jsonl"),
+                                          ("direct_classifier", "direct_classifier.jsonl")])
 def test_empty_local_file_is_one_line_and_registers_nothing(
-        tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str], role: str) -> None:
+        tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str], role: str,
+        file: str) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text("", encoding="utf-8")
     out = tmp_path / "train"
@@ -270,13 +305,15 @@ def test_empty_local_file_is_one_line_and_registers_nothing(
     line = one_error_line(capsys.readouterr().err)
     assert line == f"error: {empty}: no records: the file is empty or blank"
     assert not (out / DATASET_INFO).exists()
-    assert not (out / ("explorer.json" if role == "explorer" else "classifier.jsonl")).exists()
+    assert not (out / file).exists()
 
 
-def test_classifier_data_leaves_out_the_mit_sources_by_default(
+def test_classifier_data_keeps_the_mit_sources_unless_excluded(
         tmp_path: Path, no_hub: None, capsys: pytest.CaptureFixture[str]) -> None:
-    """`make data-train` keeps our classifier zero-shot on MIT Movie/Restaurant: their IEPile
-    records (source = IEPile's folder name) are skipped and counted; no name keeps them all."""
+    """`make data-train` keeps every IEPile NER source, as the paper did;
+    TRAIN_DATA_ARGS="--exclude-sources mit-movie mit-restaurant" leaves MIT Movie/Restaurant
+    (source = IEPile's folder name) out of both classifiers' data, counted, and says so in the
+    sidecars."""
     def record(source: str, text: str, output: dict[str, list[str]]) -> str:
         instruction = {"instruction": "x", "schema": list(output), "input": text}
         return json.dumps({"task": "NER", "source": source, "instruction": json.dumps(instruction),
@@ -291,11 +328,20 @@ def test_classifier_data_leaves_out_the_mit_sources_by_default(
     out = tmp_path / "train"
     argv = ["--out", str(out), "--only", "classifier", "--iepile", str(iepile_file)]
     assert train_data.main(argv) == 0
+    outputs = [json.loads(r["output"]) for r in read_records(out / "classifier.jsonl")]
+    assert outputs == [[{"tom hanks": "person"}], [{"italian": "food"}], [{"Pele": "person"}]]
+    assert read_data_meta(out / "classifier.jsonl")["records_by_source"] == {
+        "CoNLL2003": 1, "mit-movie": 1, "mit-restaurant": 1}
+    capsys.readouterr()
+    strict = ["--out", str(out), "--iepile", str(iepile_file), "--only", "direct_classifier",
+              "--exclude-sources", "mit-movie", "mit-restaurant"]
+    assert train_data.main(strict) == 0
     printed = capsys.readouterr().out
     assert "    excluded source 'mit-movie': 1 records" in printed
     assert "    excluded source 'mit-restaurant': 1 records" in printed
-    outputs = [json.loads(r["output"]) for r in read_records(out / "classifier.jsonl")]
+    outputs = [json.loads(r["output"]) for r in read_records(out / "direct_classifier.jsonl")]
     assert outputs == [[{"Pele": "person"}]]
-    assert train_data.main([*argv, "--exclude-sources"]) == 0  # keep every source
-    outputs = [json.loads(r["output"]) for r in read_records(out / "classifier.jsonl")]
-    assert outputs == [[{"tom hanks": "person"}], [{"italian": "food"}], [{"Pele": "person"}]]
+    meta = read_data_meta(out / "direct_classifier.jsonl")
+    assert meta["excluded_sources"] == ["mit-movie", "mit-restaurant"]
+    assert meta["records_by_source"] == {"CoNLL2003": 1}
+    assert meta["stats"]["excluded_by_source"] == {"mit-movie": 1, "mit-restaurant": 1}

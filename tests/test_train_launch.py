@@ -121,7 +121,8 @@ def test_deepspeed_config_must_be_a_json_object(tmp_path: Path) -> None:
 
 # torch.cuda faked as GPUS[0] devices of compute capability 9.0 (what transformers and
 # LlamaFactory read), SAMNER_FAKE_GPUS the same for tools.train; DeepSpeed reported absent and
-# execve recorded instead of run. Cases: name -> (argv, fake GPUs, extra environment).
+# the launch recorded instead of run (the training-data record is not written: nothing trained).
+# Cases: name -> (argv, fake GPUs, extra environment).
 MAIN_SCRIPT = r"""
 import contextlib, io, json, os, sys
 import torch
@@ -135,8 +136,13 @@ from llamafactory.hparams import get_train_args
 from tools import train
 train.deepspeed_installed = lambda: False
 execs = []
-train.os.execve = lambda path, argv, env: execs.append(
-    [os.path.basename(path), argv[1:], env.get("FORCE_TORCHRUN"), env.get("CUDA_VISIBLE_DEVICES")])
+def fake_launch(launch):
+    env = {**os.environ, **launch.env}
+    execs.append([launch.argv[0], launch.argv[1:], env.get("FORCE_TORCHRUN"),
+                  env.get("CUDA_VISIBLE_DEVICES")])
+    return 0
+train.run_launch = fake_launch
+train.record_training_data = lambda path, recipe: None
 cases, data, model = json.loads(sys.stdin.read())
 os.makedirs(data, exist_ok=True)
 with open(os.path.join(data, "dataset_info.json"), "w") as f:
@@ -265,3 +271,49 @@ def test_multi_node_dry_run(main_results: dict[str, Any]) -> None:
         "launch: FORCE_TORCHRUN=1 NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 MASTER_PORT=29500 "
         f"llamafactory-cli train {PLAIN} dataset_dir={main_results['data']}  (torchrun, "
         "16 processes: 8 on each of 2 nodes, this is node 0 with 8 GPUs)")
+
+
+# --- what an adapter was trained on: samner_train_data.json -----------------------------------
+
+
+def test_training_data_record_is_kept_with_the_adapter(tmp_path: Path) -> None:
+    """After a successful training: the recipe's datasets, their files and their converters'
+    sidecars (None for a file without one) land in output_dir, readable by a run."""
+    from data_prep.register import read_adapter_training_data, register, write_data_meta
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("classifier.jsonl", "other.jsonl"):
+        (data / name).write_text('{"instruction": "i", "input": "", "output": "o"}\n')
+    register(data, {"samner_classifier": data / "classifier.jsonl",
+                    "other": data / "other.jsonl"})
+    meta = {"converter": "data_prep.iepile", "excluded_sources": []}
+    write_data_meta(data / "classifier.jsonl", meta)
+    out = tmp_path / "adapter"
+    recipe = {"dataset": "samner_classifier, other", "dataset_dir": str(data),
+              "output_dir": str(out)}
+    assert train.record_training_data("recipes/train/x.yaml", recipe) is None  # no output dir
+    out.mkdir()
+    assert train.record_training_data("recipes/train/x.yaml", recipe) == (
+        out / "samner_train_data.json")
+    assert read_adapter_training_data(out) == {
+        "recipe": "recipes/train/x.yaml", "dataset_dir": str(data.resolve()),
+        "datasets": {"samner_classifier": {"file": "classifier.jsonl", "data": meta},
+                     "other": {"file": "other.jsonl", "data": None}}}
+    assert read_adapter_training_data(tmp_path) is None  # an adapter trained elsewhere
+    assert read_adapter_training_data("") is None
+
+
+def test_a_failed_training_writes_no_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                            ) -> None:
+    out = tmp_path / "adapter"
+    out.mkdir()
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(f"template: llama3\ndataset: d\noutput_dir: {out}\nuse_cpu: true\n")
+    monkeypatch.setattr(train, "recipe_findings", lambda recipe: [])
+    codes = iter([3, 0])
+    monkeypatch.setattr(train, "run_launch", lambda launch: next(codes))
+    assert train.main([str(recipe_path)]) == 3
+    assert not (out / "samner_train_data.json").exists()
+    assert train.main([str(recipe_path)]) == 0
+    assert (out / "samner_train_data.json").is_file()

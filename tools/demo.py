@@ -38,9 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = "recipes/infer/demo-cpu.yaml"
 SAMPLE_DOMAIN = "gadgets"
 ROLES = ("anchor", "explorer", "classifier")
-# where each demo adapter's path lives in the inference config
+# where each demo adapter's path lives in the inference config (the direct-typing classifier is
+# asked only by the w/o-calibration ablation, which make demo does not run)
 ADAPTER_KEY = {"anchor": "extractors.anchor", "explorer": "extractors.explorer",
-               "classifier": "classifier_adapter"}
+               "classifier": "classifier_adapter",
+               "direct_classifier": "direct_classifier_adapter"}
 
 
 def venv_python(name: str) -> str:

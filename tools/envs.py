@@ -51,6 +51,16 @@ _CPU_TORCH = (
     "    raise SystemExit(f'torch {torch.__version__} is a CUDA build; on CPU set PIP_EXTRA_'\n"
     "                     'INDEX_URL=https://download.pytorch.org/whl/cpu and re-create')\n"
 )
+# The mirror image on CUDA: a pip config (find-links, an extra index) that offers a CPU torch
+# wins over PyPI's CUDA build of the same version ("2.13.0+cpu" sorts above "2.13.0").
+_CUDA_TORCH = (
+    "import torch\n"
+    "if not torch.version.cuda:\n"
+    "    raise SystemExit(f'torch {torch.__version__} is a CPU build: pip took it from a '\n"
+    "                     'find-links dir or extra index of its config; re-create with '\n"
+    "                     'PIP_CONFIG_FILE=/dev/null, PIP_FIND_LINKS and '\n"
+    "                     'PIP_EXTRA_INDEX_URL unset')\n"
+)
 SMOKE: dict[str, str] = {
     "dev": "import yaml, pandas, pytest\n",
     # run_exp pulls in the training stack (transformers, trl, torchaudio): what the CPU fixes fix.
@@ -333,7 +343,8 @@ def create(name: str, device: str, prefix: Path) -> None:
     run(pip, env=env)
     if device == "cpu":
         apply_cpu_fixes(name, py, venv, env)
-    smoke = (_CPU_TORCH if device == "cpu" and name != "dev" else "") + SMOKE[name]
+    torch_check = {"cpu": _CPU_TORCH, "cuda": _CUDA_TORCH}.get(device, "")
+    smoke = (torch_check if name != "dev" else "") + SMOKE[name]
     run([py, "-c", smoke], env=env, label=f"{py} -c <{name} import smoke check>")
     stamp.write_text(want, encoding="utf-8")
     print(f"{venv}: ready ({name}, device {device}) in {time.monotonic() - start:.0f} s")

@@ -17,6 +17,11 @@ recipe uses DeepSpeed. NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT and NPROC_PER
 from the environment to LlamaFactory's launcher. ``--dry-run`` runs every check, lists what is
 missing (training data, DeepSpeed, a GPU) instead of stopping on it, prints the exact command on a
 ``launch:`` line with its process count and trains nothing; ``--check`` checks the recipe alone.
+
+After a successful training the adapter's ``output_dir`` gets ``samner_train_data.json``: the
+recipe, its ``dataset_dir`` and, per dataset, the registered file and the provenance sidecar its
+converter wrote (``<file>.meta.json``: source revision, excluded sources, per-source counts;
+:func:`data_prep.register.training_data_record`). A run records it in ``run.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +40,7 @@ import yaml
 
 from data_prep.cli import make_parser
 from data_prep.io import ProjectError, read_yaml_mapping
+from data_prep.register import training_data_record, write_adapter_training_data
 from eval.placement import looks_local
 
 # Read by LlamaFactory's launcher (llamafactory/launcher.py) and passed through unchanged.
@@ -102,7 +109,7 @@ def recipe_findings(recipe: dict[str, Any]) -> list[Finding]:
         found.append(Finding(f"model {model!r} is not a local model dir (build or download it "
                              "first)", missing=True))
     dataset_dir = str(recipe.get("dataset_dir", "data"))
-    names = [n.strip() for n in str(recipe.get("dataset", "")).split(",") if n.strip()]
+    names = dataset_names(recipe)
     remote = dataset_dir == "ONLINE" or dataset_dir.startswith("REMOTE:")
     if not remote and not (Path(dataset_dir) / "dataset_info.json").is_file():
         found.append(Finding(f"training data not prepared: {dataset_dir}/dataset_info.json not "
@@ -125,6 +132,30 @@ def recipe_findings(recipe: dict[str, Any]) -> list[Finding]:
     except (ValueError, SystemExit) as exc:
         found.append(Finding(f"LlamaFactory rejects the arguments: {exc}"))
     return found
+
+
+def dataset_names(recipe: Mapping[str, Any]) -> list[str]:
+    """The recipe's ``dataset`` (LlamaFactory takes a comma-separated list)."""
+    return [n.strip() for n in str(recipe.get("dataset", "")).split(",") if n.strip()]
+
+
+def record_training_data(recipe_path: str, recipe: Mapping[str, Any]) -> Path | None:
+    """After a successful training: what the adapter was trained on, kept in its output_dir
+    (``samner_train_data.json``); None when there is no output dir to keep it in."""
+    output_dir = Path(str(recipe.get("output_dir", "")))
+    if not recipe.get("output_dir") or not output_dir.is_dir():
+        return None
+    record = {"recipe": recipe_path, **training_data_record(
+        str(recipe.get("dataset_dir", "data")), dataset_names(recipe))}
+    return write_adapter_training_data(output_dir, record)
+
+
+def run_launch(launch: Launch) -> int:
+    """Run ``llamafactory-cli`` of this environment and wait for it; its exit code."""
+    cli = Path(sys.executable).with_name("llamafactory-cli")
+    done = subprocess.run([str(cli), *launch.argv[1:]], env={**os.environ, **launch.env},
+                          check=False)
+    return done.returncode
 
 
 def check_recipe(recipe: dict[str, Any]) -> None:
@@ -268,9 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"recipe OK: {args.recipe} (template {recipe['template']}, dataset {recipe['dataset']})")
     print(launch.line(), flush=True)
-    cli = Path(sys.executable).with_name("llamafactory-cli")
-    os.execve(cli, [str(cli), *launch.argv[1:]], {**os.environ, **launch.env})
-    return 0  # not reached
+    code = run_launch(launch)
+    if code == 0:
+        kept = record_training_data(args.recipe, recipe)
+        if kept is not None:
+            print(f"training data record: {kept}")
+    return code
 
 
 if __name__ == "__main__":
