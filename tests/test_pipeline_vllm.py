@@ -48,7 +48,38 @@ def dp1_run(venv_python, tiny_assets, converted_crossner, tmp_path_factory) -> P
     return out
 
 
-def test_three_stages_run_through_vllm_and_score(dp1_run, converted_crossner):
+def seed_gold_stage1(source: Path, out: Path, gold: dict[str, list[str]]) -> None:
+    """Copy a run's saved stage-1 answers into ``out`` with their raw text replaced by each
+    sentence's gold mention strings: a saved answer is reused by request digest and parsed again
+    from its raw text, so what reaches stages 2 and 3 no longer depends on what a random tiny
+    model happens to extract (its tokenizer is trained on the project's own text, which moves)."""
+    (out / "music").mkdir(parents=True, exist_ok=True)
+    for path in sorted((source / "music").glob("stage1_*.jsonl")):
+        if path.name == "stage1_discovery.jsonl":
+            continue
+        saved = [r for _, r in iter_jsonl(path)]
+        for record in saved:
+            key = next(iter(record["parsed"]["by_type"]), "person")  # a type of its schema
+            record["raw"] = json.dumps({key: gold[record["id"]]})
+        (out / "music" / path.name).write_text("".join(json.dumps(r) + "\n" for r in saved))
+
+
+def gold_mentions_of(converted_crossner: Path, limit: int = LIMIT) -> dict[str, list[str]]:
+    return {s.id: sorted({e.text for e in s.entities})
+            for s in load_gold([converted_crossner / "music" / "test.jsonl"])[:limit]}
+
+
+@pytest.fixture(scope="module")
+def gold_stage1_run(venv_python, tiny_assets, converted_crossner, dp1_run,
+                    tmp_path_factory) -> Path:
+    """The dp1 run's stage 1 answered with the gold mentions, then stages 2 and 3 for real."""
+    out = tmp_path_factory.mktemp("vllm") / "gold-stage1"
+    seed_gold_stage1(dp1_run, out, gold_mentions_of(converted_crossner))
+    infer(venv_python, tiny_assets, converted_crossner.parent, out)
+    return out
+
+
+def test_three_stages_run_through_vllm_and_score(dp1_run, gold_stage1_run, converted_crossner):
     music = dp1_run / "music"
     stats = json.loads((music / "stats.json").read_text())
     stages = stats["stages"]
@@ -71,8 +102,12 @@ def test_three_stages_run_through_vllm_and_score(dp1_run, converted_crossner):
     # Span-constrained extraction: everything parses, every mention is in its sentence.
     assert stages["stage1_discovery"]["not_in_sentence"] == 0
     assert stages["stage1_anchor"].get("status_invalid", 0) == 0
-    assert stages["stage1_discovery"]["discovered"] > 0, "no mention reached stages 2 and 3"
-    assert stages["stage2_classifier"]["requests"] > 0
+    # Stages 2 and 3 on the gold mentions (stage 1's answers replaced, see seed_gold_stage1):
+    # 12 sentences, 92 distinct gold strings, one classifier request per sentence.
+    music = gold_stage1_run / "music"
+    stages = json.loads((music / "stats.json").read_text())["stages"]
+    assert stages["stage1_discovery"]["discovered"] == 92
+    assert stages["stage2_classifier"]["requests"] == LIMIT
     calib = [r for _, r in iter_jsonl(music / "stage3_calibration.jsonl")]
     assert calib and all(r["adapter"] is None for r in calib)  # frozen base, no adapter
     gold = load_gold([converted_crossner / "music" / "test.jsonl"])[:LIMIT]
@@ -130,7 +165,11 @@ def test_three_extractors_vote_through_vllm_with_diagnostics(venv_python, tiny_a
     base = [r for _, r in iter_jsonl(three / "music" / "stage1_base.jsonl")]
     assert all(r["adapter"] == "base" and "Types: [" in r["prompt"] for r in base)
     engine = json.loads((three / "engine_stats.json").read_text())
-    assert engine["generate_calls"] == 3  # one stream per step, the third extractor included
+    # one stream per step: stage 1 (all three extractors) is ONE call, then one per later stage
+    # that had mentions to ask about (a random tiny model may discover none)
+    later = sum(bool(stages.get(s, {}).get("requests")) for s in ("stage2_classifier",
+                                                                   "stage3_calibration"))
+    assert engine["generate_calls"] == 1 + later
     (r2, t2), (r3, t3) = per_sentence(two, 5), per_sentence(three, 5)
     print(f"requests, generated tokens per sentence: 2 extractors {r2:.2f}, {t2:.1f}; "
           f"3 extractors {r3:.2f}, {t3:.1f}")
