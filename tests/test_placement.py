@@ -303,3 +303,12 @@ def test_an_abbreviated_revision_resolves_to_exactly_one_commit() -> None:
         fetch_models.full_revision(api, IEPILE, "0000000")
     with pytest.raises(ProjectError, match=r"matches 2 commits .* pin the full 40-character sha"):
         fetch_models.full_revision(FakeApi([head, "42ffeae" + "3" * 33]), IEPILE, "42ffeae")
+
+
+def test_make_models_skips_the_stage2_classifier_the_run_does_not_ask(tmp_path: Path) -> None:
+    missing = {"path": str(tmp_path / "not-trained")}  # no hub_id: only training makes it
+    config = {"classifier_adapter": {"path": str(tmp_path)}, "direct_classifier_adapter": missing}
+    (tmp_path / "adapter_config.json").write_text("{}")
+    assert fetch_models.missing_adapters(config, "c.yaml") == {}  # typing: archetypes
+    with pytest.raises(ProjectError, match=r"^direct_classifier_adapter: .* is missing"):
+        fetch_models.missing_adapters({**config, "typing": "direct"}, "c.yaml")

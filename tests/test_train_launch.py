@@ -86,7 +86,7 @@ def test_user_settings_are_honoured() -> None:
                             "train a -cpu recipe", True)]),
     (CPU_RECIPE, 0, None, []),
     (DS_RECIPE, 8, (8, 0), [("DeepSpeed is not installed in the train env (the recipe sets "
-                             "deepspeed): .venv/train/bin/pip install deepspeed", True)]),
+                             "deepspeed): .venv/train/bin/pip install deepspeed==0.16.9", True)]),
 ])
 def test_gpu_findings(monkeypatch: pytest.MonkeyPatch, recipe: dict[str, Any], gpus: int,
                       capability: tuple[int, int] | None,
@@ -207,7 +207,7 @@ NOTE = ("note: model meta-llama/Meta-Llama-3-8B-Instruct is not local: LlamaFact
         "need HF_TOKEN)")
 NO_DATA = "training data not prepared: {}/dataset_info.json not found (make data-train)"
 NO_DEEPSPEED = ("DeepSpeed is not installed in the train env (the recipe sets deepspeed): "
-                ".venv/train/bin/pip install deepspeed")
+                ".venv/train/bin/pip install deepspeed==0.16.9")
 
 
 @pytest.mark.parametrize(("case", "recipe", "launch"), [

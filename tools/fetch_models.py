@@ -28,7 +28,10 @@ def missing_adapters(config: dict, config_path: str = "the config"
     """where -> (hub id, local path, revision) for enabled adapters not on disk yet (the
     ``*_adapter`` sections and every ``extractors`` entry with a path)."""
     wanted = {}
-    entries = [(key, a) for key, a in config.items() if key.endswith("_adapter")]
+    # Stage 2 asks one classifier: the direct-typing one only with typing: direct.
+    unused = ("classifier_adapter" if config.get("typing") == "direct"
+              else "direct_classifier_adapter")
+    entries = [(key, a) for key, a in config.items() if key.endswith("_adapter") and key != unused]
     entries += [(f"extractors.{name}", e) for name, e in (config.get("extractors") or {}).items()]
     for key, adapter in entries:
         if not isinstance(adapter, dict) or not adapter.get("path", ""):

@@ -185,7 +185,8 @@ def gpu_findings(recipe: dict[str, Any], gpus: int,
                              "fp16=true"))
     if recipe.get("deepspeed") and not deepspeed_installed():
         found.append(Finding("DeepSpeed is not installed in the train env (the recipe sets "
-                             "deepspeed): .venv/train/bin/pip install deepspeed", missing=True))
+                             "deepspeed): .venv/train/bin/pip install deepspeed==0.16.9",
+                             missing=True))
     return found
 
 
