@@ -29,13 +29,12 @@ is an error before any model loads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.io import read_yaml_mapping, sha256_of
+from data_prep.io import read_json_mapping, read_yaml_mapping, sha256_of
 from data_prep.mappings import MAPPINGS_DIR, Domain, MappingError, check_distinct_labels
 
 VARIANTS_DIR = MAPPINGS_DIR / "definitions"
@@ -82,19 +81,9 @@ class Definitions:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    if path.suffix.lower() != ".json":
-        return read_yaml_mapping(path, DefinitionsError)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DefinitionsError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise DefinitionsError(f"{path}: not UTF-8 ({exc.reason})") from None
-    except json.JSONDecodeError as exc:
-        raise DefinitionsError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise DefinitionsError(f"{path}: expected a JSON object at the top level")
-    return data
+    if path.suffix.lower() == ".json":
+        return read_json_mapping(path, DefinitionsError)
+    return read_yaml_mapping(path, DefinitionsError)
 
 
 def _label_text(value: Any, where: str) -> LabelText:
@@ -154,10 +143,17 @@ def load_definitions(ref: str | os.PathLike[str]) -> Definitions:
     return Definitions(path, sha256_of(path), layout, setting, description, domains)
 
 
+def definitions_origin(definitions: Definitions | None, domain_name: str) -> str:
+    """Where a domain's definitions come from: ``"file"``, or ``"default"`` (no file, or a file
+    that does not list the domain)."""
+    return "file" if definitions is not None and domain_name in definitions.domains \
+        else "default"
+
+
 def apply_definitions(domain: Domain, definitions: Definitions | None) -> tuple[Domain, str]:
     """The domain with the file's definitions (and names, where given) for its labels, and where
-    they came from: ``"file"``, or ``"default"`` when the file does not list the domain."""
-    if definitions is None or domain.name not in definitions.domains:
+    they came from (:func:`definitions_origin`)."""
+    if definitions is None or definitions_origin(definitions, domain.name) == "default":
         return domain, "default"
     given = definitions.domains[domain.name]
     missing = [tag for tag in domain.labels if tag not in given]

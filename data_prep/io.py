@@ -88,6 +88,23 @@ def read_yaml_mapping(path: str | os.PathLike[str], error: type[ProjectError] = 
     return data
 
 
+def read_json_mapping(path: str | os.PathLike[str], error: type[ProjectError] = ProjectError
+                      ) -> dict[str, Any]:
+    """A JSON file whose top level is an object; anything else raises ``error`` naming the file
+    (and the line, for invalid JSON)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object at the top level")
+    return data
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     with atomic_writer(path) as handle:
         handle.write(text)

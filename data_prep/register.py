@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError, atomic_writer, dumps_line
+from data_prep.io import DataError, ProjectError, atomic_writer, dumps_line, read_json_mapping
 
 DATASET_INFO = "dataset_info.json"
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
@@ -137,12 +137,9 @@ def write_data_meta(data_file: str | os.PathLike[str], meta: Mapping[str, Any]) 
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object file, or None when it is missing or not a readable JSON object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """A JSON object file, or None when there is none; a malformed one fails naming the file
+    (a provenance record silently read as "none" would misreport what an adapter saw)."""
+    return read_json_mapping(path, ProjectError) if path.is_file() else None
 
 
 def read_data_meta(data_file: str | os.PathLike[str]) -> dict[str, Any] | None:

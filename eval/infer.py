@@ -29,7 +29,13 @@ from typing import Any
 import yaml
 
 from data_prep.cli import make_parser, run
-from data_prep.definitions import SETTINGS, Definitions, apply_definitions, load_definitions
+from data_prep.definitions import (
+    SETTINGS,
+    Definitions,
+    apply_definitions,
+    definitions_origin,
+    load_definitions,
+)
 from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
 from data_prep.leakage import find_leaks, gold_mentions
 from data_prep.mappings import Domain, load_archetypes, load_domain
@@ -131,21 +137,20 @@ def definitions_record(config: InferenceConfig,
         "paper_setting": True, "description": ""}
     archetypes = load_archetypes().definitions
     record["domains"] = {}
-    for domain, _ in work.values():
-        _, origin = apply_definitions(load_domain(domain.source or domain.name), definitions)
+    for domain, _ in work.values():  # each already carries the run's definitions
         shown = {"labels": {tag: {"name": label.name, "definition": label.definition}
                             for tag, label in domain.labels.items()}, "archetypes": archetypes}
         gold = gold_mentions(load_sentences(domain_gold(config, domain)))
-        record["domains"][domain.name] = {"from": origin,
+        record["domains"][domain.name] = {"from": definitions_origin(definitions, domain.name),
                                           "gold_strings_quoted": find_leaks(shown, gold)}
     return record
 
 
-def domain_work(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None
-                ) -> tuple[Domain, list[Sentence]]:
-    """A domain (by name or path, with the run's definitions) and its sentences: the limit's
-    first N, this shard's share."""
-    domain, _ = apply_definitions(load_domain(ref), run_definitions(config))
+def domain_work(config: InferenceConfig, ref: str, shard: tuple[int, int] | None = None,
+                definitions: Definitions | None = None) -> tuple[Domain, list[Sentence]]:
+    """A domain (by name or path, with ``definitions``: the run's, see :func:`run_definitions`)
+    and its sentences: the limit's first N, this shard's share."""
+    domain, _ = apply_definitions(load_domain(ref), definitions)
     sentences = load_sentences(domain_gold(config, domain))
     limit = config.domain_limits.get(ref, config.domain_limits.get(domain.name, config.limit))
     sentences = sentences[:limit] if limit is not None else sentences
@@ -211,8 +216,9 @@ def load_work(config: InferenceConfig, shard: tuple[int, int] | None = None
     A domain's run files go to ``OUT/<its name>``, whatever path it was given by (so none land
     beside a definition outside ``mappings/``): two domains may not share a name."""
     work: dict[str, tuple[Domain, list[Sentence]]] = {}
+    definitions = run_definitions(config)  # read once for every domain
     for ref in config.domains:
-        domain, sentences = domain_work(config, ref, shard)
+        domain, sentences = domain_work(config, ref, shard, definitions)
         clash = next((r for r, (d, _) in work.items() if d.name == domain.name), None)
         if clash is not None:
             raise ConfigError(f"domains {clash!r} and {ref!r} share the name "

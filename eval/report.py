@@ -55,7 +55,13 @@ import yaml
 from data_prep import mit
 from data_prep.cli import make_parser, run
 from data_prep.crossner import EXPECTED_TEST_COUNTS
-from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping, write_text_atomic
+from data_prep.io import (
+    ProjectError,
+    atomic_writer,
+    read_json_mapping,
+    read_yaml_mapping,
+    write_text_atomic,
+)
 from data_prep.mappings import Domain, MappingError, load_archetypes, load_domain
 from data_prep.records import Sentence
 from eval.diagnostics import CSV_FIELDS as DIAGNOSTICS_CSV_FIELDS
@@ -367,15 +373,8 @@ def paper_row_for(config: dict[str, Any] | None) -> str:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ProjectError(f"{path}: invalid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ProjectError(f"{path}: expected a JSON object")
-    return data
+    """A run file's JSON object, or None when the run has no such file."""
+    return read_json_mapping(path) if path.exists() else None
 
 
 def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> RunReport:

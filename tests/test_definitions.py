@@ -97,7 +97,7 @@ def test_bad_files_fail_naming_file_and_entry(tmp_path, text, message):
 def test_bad_json_names_the_line(tmp_path):
     path = tmp_path / "defs.json"
     path.write_text('{\n  "music": {\n    "band": "x",\n  }\n}\n', encoding="utf-8")
-    with pytest.raises(DefinitionsError, match=r"defs\.json:4: invalid JSON"):
+    with pytest.raises(DefinitionsError, match=r"defs\.json:4: invalid JSON \("):
         load_definitions(path)
 
 

@@ -106,3 +106,12 @@ def test_write_alpaca_is_atomic(tmp_path: Path) -> None:
         write_alpaca(target, failing())
     assert target.read_text(encoding="utf-8") == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]  # no temporary left behind
+
+
+def test_a_corrupt_provenance_record_fails_naming_the_file(tmp_path):
+    from data_prep.register import ADAPTER_TRAINING_DATA, read_adapter_training_data
+
+    assert read_adapter_training_data(tmp_path) is None  # an adapter trained elsewhere
+    (tmp_path / ADAPTER_TRAINING_DATA).write_text('{"recipe": ', encoding="utf-8")
+    with pytest.raises(ProjectError, match=rf"{ADAPTER_TRAINING_DATA}:1: invalid JSON \("):
+        read_adapter_training_data(tmp_path)
