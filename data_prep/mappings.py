@@ -153,6 +153,13 @@ class Domain:
     sentences: str | None = None  # path of the sentences JSONL, relative to the data dir
     source: Path | None = None
 
+    def tag_lookup(self) -> dict[str, str]:
+        """Lower-cased label name or raw tag -> raw tag (a raw tag wins a clash): how a model's
+        answer naming a label is read back."""
+        known = {label.name.lower(): tag for tag, label in self.labels.items()}
+        known.update({tag.lower(): tag for tag in self.labels})
+        return known
+
     def label_names(self, include_misc: bool = True) -> list[str]:
         return [tag for tag in self.labels if include_misc or tag != "misc"]
 

@@ -75,8 +75,7 @@ def calibration_requests(items: Sequence[tuple[str, str, Sequence[tuple[str, str
 
 def label_parser(domain: Domain):
     """Map the chosen label name back to the raw tag; anything else is counted as invalid."""
-    by_name = {label.name.lower(): tag for tag, label in domain.labels.items()}
-    by_name.update({tag.lower(): tag for tag in domain.labels})
+    by_name = domain.tag_lookup()
 
     def parse(request: Request, completion: Completion) -> tuple[str | None, str]:
         tag = by_name.get(completion.text.strip().lower())

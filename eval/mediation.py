@@ -117,19 +117,12 @@ def assign_archetypes(tagged: Sequence[str], answer: Sequence[Sequence[str]],
     return [(mention, label or MISC) for mention, label in pairs]
 
 
-def label_lookup(domain: Domain) -> dict[str, str]:
-    """Lower-cased label name or raw tag -> raw tag (a raw tag wins a clash)."""
-    known = {label.name.lower(): tag for tag, label in domain.labels.items()}
-    known.update({tag.lower(): tag for tag in domain.labels})
-    return known
-
-
 def collect_direct(records: Mapping[str, Mapping[str, Any]],
                    tagged: Mapping[str, tuple[str, list[str]]], domain: Domain,
                    counts: Counter[str]) -> dict[str, list[tuple[str, str | None]]]:
     """Direct typing: (mention, raw tag or None = dropped) per tagged sentence from the direct
     classifier's records (keyed by sentence id), by the rules in the module docstring."""
-    known = label_lookup(domain)
+    known = domain.tag_lookup()
     fallback = MISC if MISC in domain.labels else None
     labelled = {}
     for sid, (_, mentions) in tagged.items():

@@ -48,8 +48,9 @@ LINES = [
 ]
 
 
-def prompt(schema: str, sentence: str, output: str) -> dict[str, str]:
-    return {"instruction": CLASSIFIER_PREAMBLE + "\nSchema: " + schema,
+def prompt(schema: str, sentence: str, output: str,
+           preamble: str = CLASSIFIER_PREAMBLE) -> dict[str, str]:
+    return {"instruction": preamble + "\nSchema: " + schema,
             "input": "Sentence: " + sentence, "output": output}
 
 
@@ -326,8 +327,7 @@ def test_sidecar_records_source_exclusions_counts_and_prompt_version(tmp_path: P
 
 
 def direct(schema: str, sentence: str, output: str) -> dict[str, str]:
-    return {"instruction": DIRECT_TYPING_PREAMBLE + "\nSchema: " + schema,
-            "input": "Sentence: " + sentence, "output": output}
+    return prompt(schema, sentence, output, DIRECT_TYPING_PREAMBLE)
 
 
 # LINES again, hand-computed for the direct target: no projection, so "sports team" and "weapon"
