@@ -3,9 +3,10 @@
 It stands in for Llama3-8B-Instruct in tests and CPU checks of the plumbing (LlamaFactory LoRA
 training, vLLM serving with LoRA). Its outputs are noise; it proves mechanics, never quality.
 
-* tokenizer: byte-level BPE trained on local text (the project's own mappings and prompts plus any
-  ``--corpus`` files), with Llama-3's special tokens and a Llama-3 chat template, so LlamaFactory's
-  ``llama3`` template and vLLM's chat formatting both apply unchanged;
+* tokenizer: byte-level BPE trained on local text (``tools/tiny_corpus.txt``, a frozen snapshot of
+  the project's mappings and prompts, plus any ``--corpus`` files), with Llama-3's special tokens
+  and a Llama-3 chat template, so LlamaFactory's ``llama3`` template and vLLM's chat formatting
+  both apply unchanged;
 * model: ``LlamaForCausalLM``, 2 layers, hidden 64, 2 heads of head_dim 32 (vLLM's CPU attention
   supports head sizes 32 and up, not 16), random weights from a fixed seed.
 
@@ -36,11 +37,15 @@ CHAT_TEMPLATE = (
 )
 
 
+# Frozen text to learn BPE merges from: a snapshot (2026-12-03) of the project's mappings/*.yaml
+# and prompt module. Frozen so that editing definitions or moving a module does not retrain the
+# tokenizer, and with it every prediction of the tiny model that tests pin.
+CORPUS = Path(__file__).with_name("tiny_corpus.txt")
+
+
 def corpus_lines(extra: list[Path]) -> Iterator[str]:
-    """Text to learn BPE merges from: the project's own YAML/prompt text, then any extra files."""
-    for path in [*sorted((REPO / "mappings").rglob("*.yaml")), REPO / "eval" / "prompts.py"]:
-        if path.is_file():
-            yield from path.read_text(encoding="utf-8").splitlines()
+    """Text to learn BPE merges from: the frozen project text, then any extra files."""
+    yield from CORPUS.read_text(encoding="utf-8").splitlines()
     for path in extra:
         with open(path, encoding="utf-8") as handle:
             yield from handle
