@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from core.mappings import CROSSNER_DOMAINS
+from core.records import Sentence, load_sentences
 from data_prep import crossner, mit
-from data_prep.mappings import CROSSNER_DOMAINS
-from data_prep.records import Sentence, load_sentences
 from eval import gazetteer
 from eval.score import Prediction, load_predictions, score
 

@@ -111,11 +111,11 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple[str, str]]]:
     """(request key, exact user content) per LLM stage, as our run sent them, in its order."""
-    from data_prep.mappings import load_archetypes, load_domain
-    from data_prep.records import load_sentences
+    from core.mappings import load_archetypes, load_domain
+    from core.prompts import classifier_prompt
+    from core.records import load_sentences
+    from core.templates import user_content
     from eval import calibration, discovery
-    from eval.prompts import classifier_prompt
-    from eval.templates import user_content
 
     domain, archetypes = load_domain(domain_name), load_archetypes()
     sentences = load_sentences(domain.sentences_path(config.data_dir))[: config.limit]
@@ -144,7 +144,7 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
 
 def check_same_prompts(contents: list[tuple[str, str]], records: Path, template: str) -> None:
     """Every content, wrapped in the stage's template, is the prompt our run logged for its key."""
-    from eval.templates import prompt_text
+    from core.templates import prompt_text
 
     logged = {r["key"]: r["prompt"] for r in read_jsonl(records)}
     if sorted(logged) != sorted(key for key, _ in contents):
@@ -210,7 +210,7 @@ def run_authors(args: argparse.Namespace, config, ours: Path, out: Path,
     """Stage by stage, domain by domain, one LlamaFactory predict process each; timed."""
     import yaml
 
-    from data_prep.register import register, write_alpaca
+    from core.register import register, write_alpaca
 
     shutil.rmtree(out, ignore_errors=True)
     env = offline_env()

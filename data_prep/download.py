@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError, atomic_writer, sha256_of
+from core.cli import make_parser, run
+from core.io import DataError, ProjectError, atomic_writer, sha256_of
 
 SOURCES = Path(__file__).resolve().parent.parent / "recipes" / "data_sources.yaml"
 CHUNK = 1 << 16

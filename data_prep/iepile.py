@@ -9,7 +9,7 @@ output is written as it is produced: memory stays flat whatever the input size.
 
 Per record: keep ``task == "NER"``; drop it when no type has a mention; drop the number/time types
 (``dropped_types`` in ``mappings/archetypes.yaml``); project every other fine type onto its
-archetype; wrap the mentions in ``<ENT></ENT>`` (:func:`eval.tagging.tag_mentions`). The answer
+archetype; wrap the mentions in ``<ENT></ENT>`` (:func:`core.tagging.tag_mentions`). The answer
 lists ``{mention: archetype}`` for the tagged mentions in text order; the schema is the record's
 own archetype subset (the projection of all its kept schema types, negative ones included), in
 ``archetypes.yaml`` order. A mention under two types whose archetypes differ keeps the first and
@@ -20,7 +20,7 @@ record left with no tagged mention is dropped and counted.
 without an entity, the number/time ``dropped_types``) and the same ``<ENT>`` tagging, but keeps
 the fine types as they are, without projection: the candidates shown are the record's own kept
 schema types (negatives included, in record order; a type the projection table does not know is
-fine here) and the answer lists ``{mention: type}`` (:func:`eval.prompts.direct_typing_prompt`).
+fine here) and the answer lists ``{mention: type}`` (:func:`core.prompts.direct_typing_prompt`).
 A mention under two types keeps the first and is counted as a conflict. At inference the
 candidates are a target domain's label names (``typing: direct`` in the inference config).
 
@@ -45,7 +45,7 @@ anything else is read from them, e.g. ``--exclude-sources mit-movie mit-restaura
 (``mit-movie`` = ``MIT Movie`` = ``mit_movie``).
 
 Beside its output the converter writes ``<out>.meta.json``
-(:func:`data_prep.register.write_data_meta`): the source file (and, through
+(:func:`core.register.write_data_meta`): the source file (and, through
 ``data_prep.train_data``, its Hub repo and revision), the target, the excluded sources, records
 written per source, the stats below and the prompt version. ``tools.train`` copies it into every
 adapter trained on the data.
@@ -70,17 +70,17 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError
-from data_prep.mappings import Archetypes, load_archetypes
-from data_prep.register import write_alpaca, write_data_meta
-from eval.prompts import (
+from core.cli import make_parser, run
+from core.io import DataError, ProjectError
+from core.mappings import Archetypes, load_archetypes
+from core.prompts import (
     PROMPT_VERSION,
     classifier_prompt,
     classifier_target,
     direct_typing_prompt,
 )
-from eval.tagging import tag_mentions
+from core.register import write_alpaca, write_data_meta
+from core.tagging import tag_mentions
 
 # IEPile's ``source`` is the name of the folder its converter read the dataset from
 # (ie2instruction/convert_func.py: ``src_path.split('/')[-2]``); the Hugging Face release keeps

@@ -3,7 +3,7 @@
 The two MIT SLS query corpora (Liu et al. 2013) are the other two test sets of the standard
 seven-dataset zero-shot NER suite (CrossNER's five + these). Their original layout is
 ``TAG<TAB>token`` (tag first, unlike CrossNER), a blank line between sentences, and there is no
-dev split: MIT ships train and test only. Parsing is :func:`data_prep.crossner.parse_bio` with
+dev split: MIT ships train and test only. Parsing is :func:`core.bio.parse_bio` with
 the columns swapped, so the same rules hold (located errors, ``--repair`` for orphan ``I-`` tags).
 
 ``SRC/movie/<split>.txt`` → ``OUT/mit_movie/<split>.jsonl`` and ``SRC/restaurant/<split>.txt`` →
@@ -24,11 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-from data_prep.cli import make_parser, run
-from data_prep.crossner import ConversionStats, parse_bio, print_summary
+from core.bio import ConversionStats, parse_bio
+from core.cli import make_parser, run
+from core.io import DataError
+from core.records import save_sentences
+from data_prep.crossner import print_summary
 from data_prep.download import download
-from data_prep.io import DataError
-from data_prep.records import save_sentences
 
 # domain name (as in mappings/domains/) -> its folder in the MIT layout
 DOMAINS = {"mit_movie": "movie", "mit_restaurant": "restaurant"}

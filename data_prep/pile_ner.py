@@ -12,7 +12,7 @@ Input layouts (``--format``):
     SLIMER's per-type JSON Lines (keys ``doc_question_pairID`` = ``"<row>:<question>"``,
     ``tagName``, ``input``, ``output``), regrouped by Pile-NER row.
 
-Each passage becomes ``{"instruction", "input", "output"}`` built by :mod:`eval.prompts`: the
+Each passage becomes ``{"instruction", "input", "output"}`` built by :mod:`core.prompts`: the
 schema lists the passage's types in an order shuffled per passage (``random.Random(f"{seed}:
 {index}")``, so a record does not change when others are added after it) and the answer maps
 every type, negative ones included, to its mentions. An answer that is not a JSON list of strings
@@ -20,7 +20,7 @@ becomes ``[]`` and is counted; a type asked twice is merged; repeated mentions o
 once (the explorer's output is a set of strings).
 
 ``--prompt-format authors`` writes the layout of the authors' explorer data (DMIRLAB-Group/SAM-NER)
-instead (:func:`eval.prompts.authors_explorer_prompt`): one instruction string, empty input; the
+instead (:func:`core.prompts.authors_explorer_prompt`): one instruction string, empty input; the
 schema lists every asked type (a type asked twice appears twice) in the same seeded per-passage
 order; the answer's keys follow the order the types were first asked, each mapped to its answer
 as parsed (repeated mentions kept; a later answer to the same type replaces the earlier one; an
@@ -55,21 +55,21 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, is_json_array, iter_lines, read_json_or_jsonl
-from data_prep.register import write_alpaca
-from eval.prompts import (
+from core.cli import make_parser, run
+from core.io import DataError, is_json_array, iter_lines, read_json_or_jsonl
+from core.prompts import (
     authors_explorer_prompt,
     authors_explorer_target,
     explorer_prompt,
     explorer_target,
 )
+from core.register import write_alpaca
 
 DEFAULT_SEED = 42
 TEXT_PREFIX = "Text: "
 QUESTION = re.compile(r"What describes (.+) in the text\?", re.DOTALL)
 FORMATS = ("sharegpt", "slimer")
-PROMPT_FORMATS = ("explorer", "authors")  # ours (eval.prompts.explorer_prompt) | the authors'
+PROMPT_FORMATS = ("explorer", "authors")  # ours (core.prompts.explorer_prompt) | the authors'
 # the authors' passage: "Text:" and a "Q:" line opening it removed (their StackExchange passages)
 AUTHORS_QA_PREFIX = re.compile(r"Q:\s*\n", re.IGNORECASE)
 AUTHORS_TEXT_PREFIX = re.compile(r"Text:\s*", re.IGNORECASE)

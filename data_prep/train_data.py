@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.cli import make_parser, run
+from core.io import ProjectError
+from core.register import register
 from data_prep import iepile, pile_ner
-from data_prep.cli import make_parser, run
 from data_prep.download import SOURCES, load_source
-from data_prep.io import ProjectError
-from data_prep.register import register
 
 EXPLORER_DATASET = "samner_explorer"
 CLASSIFIER_DATASET = "samner_classifier"

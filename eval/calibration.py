@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from data_prep.mappings import Domain
+from core.mappings import Domain
+from core.messages import Completion, Request
+from core.templates import prompt_token_ids
 from eval.config import InferenceConfig
-from eval.engine import Completion, Request
-from eval.templates import prompt_token_ids
 
 MISC = "misc"
 

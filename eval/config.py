@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from data_prep.definitions import apply_definitions, load_definitions
-from data_prep.io import ProjectError, read_yaml_mapping
-from data_prep.mappings import MappingError, load_domain
+from core.definitions import apply_definitions, load_definitions
+from core.io import ProjectError, read_yaml_mapping
+from core.mappings import MappingError, load_domain
 
 CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
@@ -178,7 +178,7 @@ class InferenceConfig:
     domains: list[str] = field(default_factory=lambda: ["ai", "literature", "music", "politics",
                                                         "science"])
     # label definitions in place of the domain files' defaults: a variant name under
-    # mappings/definitions/ or a file path (data_prep/definitions.py); "" = the defaults
+    # mappings/definitions/ or a file path (core/definitions.py); "" = the defaults
     definitions: str = ""
     data_dir: str = "data"
     limit: int | None = None
@@ -436,7 +436,7 @@ def _stage2_problems(config: InferenceConfig) -> list[str]:
 
 
 def validate(config: InferenceConfig, check_paths: bool = True) -> None:
-    from eval.templates import TEMPLATES
+    from core.templates import TEMPLATES
 
     problems = []
     if not config.model and config.engine.backend != "fake":

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_prep.io import iter_jsonl
-from data_prep.records import Sentence
+from core.io import iter_jsonl
+from core.records import Sentence
 from eval.score import Counts
 
 CONSENSUS = "consensus"

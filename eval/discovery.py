@@ -6,7 +6,7 @@ Extractors are data (``extractors`` in the inference config); each is asked in o
 * ``iepile``: IEPile's own NER query - a JSON string ``{"instruction", "schema", "input"}`` -
   with the schema split as IEPile splits it (:func:`type_chunks`); the chunks' answers merge.
   The paper's precision-oriented anchor (the public IEPile LoRA) is asked so.
-* ``explorer``: the prompt our Pile-NER explorer was trained on (:mod:`eval.prompts`).
+* ``explorer``: the prompt our Pile-NER explorer was trained on (:mod:`core.prompts`).
 * ``authors_explorer``: the authors' explorer layout (one instruction, the schema as a Python
   list), for an explorer trained on ``data_prep.pile_ner --prompt-format authors`` data.
 * ``zero_shot``: a plain instruction for a model nobody tuned (e.g. the base model itself).
@@ -26,15 +26,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.mappings import Domain
-from data_prep.records import Sentence
+from core.mappings import Domain
+from core.messages import Completion, Request
+from core.parsing import parse_type_mentions
+from core.prompts import authors_explorer_prompt, explorer_prompt
+from core.records import Sentence
+from core.tagging import find_mention
+from core.templates import get_template, prompt_token_ids, user_content
 from eval import consensus
 from eval.config import InferenceConfig
-from eval.engine import Completion, Request
-from eval.parsing import parse_type_mentions
-from eval.prompts import authors_explorer_prompt, explorer_prompt
-from eval.tagging import find_mention
-from eval.templates import get_template, prompt_token_ids, user_content
 
 
 def extractor_types(domain: Domain, config: InferenceConfig) -> list[str]:
@@ -132,13 +132,13 @@ def _iepile_contents(types: Sequence[str], text: str, config: InferenceConfig) -
 
 def _explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
                        ) -> list[tuple[list[str], str]]:
-    """The prompt our explorer was trained on (eval.prompts, shared with its SFT data)."""
+    """The prompt our explorer was trained on (core.prompts, shared with its SFT data)."""
     return [(list(types), user_content(*explorer_prompt(types, text)))]
 
 
 def _authors_explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
                                ) -> list[tuple[list[str], str]]:
-    """The authors' explorer layout (eval.prompts, shared with its SFT data): the user turn is
+    """The authors' explorer layout (core.prompts, shared with its SFT data): the user turn is
     the instruction alone; the answer is the same ``{type: [mentions]}`` object."""
     return [(list(types), user_content(*authors_explorer_prompt(types, text)))]
 

@@ -1,9 +1,9 @@
 """Generation backends: one vLLM engine per base model serving every stage, or a fake for tests.
 
-Stages hand the backend a batch of :class:`Request` s (token ids, which adapter, how many tokens,
-optionally a fixed set of allowed answers) and get one :class:`Completion` each, in order. The
-vLLM backend sends the whole batch in one ``LLM.generate`` call, so continuous batching and prefix
-caching work across sentences and adapters.
+Stages hand the backend a batch of :class:`core.messages.Request` s (token ids, which adapter,
+how many tokens, optionally a fixed set of allowed answers) and get one ``Completion`` each, in
+order. The vLLM backend sends the whole batch in one ``LLM.generate`` call, so continuous
+batching and prefix caching work across sentences and adapters.
 """
 
 from __future__ import annotations
@@ -12,44 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from core.messages import Completion, Request
+from core.templates import get_template
 from eval.config import InferenceConfig, adapter_rank
-from eval.templates import get_template
-
-
-@dataclass(frozen=True)
-class Request:
-    key: str  # unique within a stage; its format is private to the stage that makes it
-    prompt_ids: list[int]
-    # the asking role (an extractor's name, "classifier" or "direct_classifier": the LoRA of
-    # that role in config.adapters_by_role(), none for a base-model extractor); None = calibrator
-    adapter: str | None
-    max_tokens: int
-    stop: tuple[str, ...] = ()
-    choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
-    grammar: str | None = None  # structured output: an EBNF grammar the answer must follow
-    sentence: str = ""  # the sentence id the answer belongs to (saved records carry it)
-
-
-@dataclass
-class Completion:
-    text: str
-    prompt_tokens: int
-    output_tokens: int
-    finish_reason: str  # "stop" or "length" (cut at max_tokens)
-
-
-class Backend(Protocol):
-    tokenizer: Any
-
-    def generate(self, requests: Sequence[Request]) -> list[Completion]: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def identity(self) -> dict[str, Any]:
-        """The base model's weights by content (or hub id and revision)."""
-        ...
 
 
 class CharTokenizer:

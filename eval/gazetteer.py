@@ -17,11 +17,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from data_prep import cli
-from data_prep.cli import make_parser
-from data_prep.io import write_jsonl
-from data_prep.mappings import CROSSNER_DOMAINS
-from data_prep.records import Sentence, load_sentences
+from core import cli
+from core.cli import make_parser
+from core.io import write_jsonl
+from core.mappings import CROSSNER_DOMAINS
+from core.records import Sentence, load_sentences
 
 
 class Gazetteer:

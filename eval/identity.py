@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from data_prep.io import sha256_of, write_text_atomic
+from core.io import sha256_of, write_text_atomic
 
 # Files that decide what a model or adapter computes (tokenizer files shape the prompt ids,
 # which are hashed themselves, but a changed tokenizer config can change decoding too).

@@ -28,21 +28,21 @@ from typing import Any
 
 import yaml
 
-from data_prep.cli import make_parser, run
-from data_prep.definitions import (
+from core.cli import make_parser, run
+from core.definitions import (
     SETTINGS,
     Definitions,
     apply_definitions,
     definitions_origin,
     load_definitions,
 )
-from data_prep.io import iter_jsonl, write_jsonl, write_text_atomic
-from data_prep.leakage import find_leaks, gold_mentions
-from data_prep.mappings import Domain, load_archetypes, load_domain
-from data_prep.records import Sentence, load_sentences
-from data_prep.register import read_adapter_training_data
+from core.io import iter_jsonl, write_jsonl, write_text_atomic
+from core.leakage import find_leaks, gold_mentions
+from core.mappings import Domain, load_archetypes, load_domain
+from core.prompts import PROMPT_VERSION
+from core.records import Sentence, load_sentences
+from core.register import read_adapter_training_data
 from eval.config import ConfigError, InferenceConfig, load_config, read_config_data
-from eval.prompts import PROMPT_VERSION
 
 
 def ablations(extractors: list[str]) -> dict[str, list[str]]:
@@ -128,7 +128,7 @@ def definitions_record(config: InferenceConfig,
                        work: dict[str, tuple[Domain, list[Sentence]]]) -> dict[str, Any]:
     """Which label definitions the calibrator is shown, and, per domain, every gold mention of
     the domain's whole gold file that they (or the archetype definitions) quote
-    (:mod:`data_prep.leakage`); the report's first lines say when this is not the paper's
+    (:mod:`core.leakage`); the report's first lines say when this is not the paper's
     setting. Defaults are checked in CI already; a file of the user's is checked here."""
     definitions = run_definitions(config)
     record = definitions.record() if definitions else {

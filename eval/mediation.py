@@ -1,7 +1,7 @@
 """Stage 2, abstract mediation: the archetype classifier labels each discovered mention.
 
 The sentence is shown with every discovered mention wrapped in ``<ENT>``/``</ENT>`` (the format
-the classifier was trained on, :mod:`eval.tagging`) and the schema is all 14 archetypes; no target
+the classifier was trained on, :mod:`core.tagging`) and the schema is all 14 archetypes; no target
 label is shown. A tagged mention the classifier omits becomes ``misc``; an archetype outside the
 14 is counted and becomes ``misc``; answers about mentions that were not tagged are counted and
 ignored.
@@ -22,13 +22,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from data_prep.mappings import Domain
+from core.mappings import Domain
+from core.messages import Completion, Request
+from core.parsing import parse_mention_labels
+from core.prompts import classifier_prompt, direct_typing_prompt
+from core.tagging import tag_mentions
+from core.templates import get_template, prompt_token_ids, user_content
 from eval.config import InferenceConfig
-from eval.engine import Completion, Request
-from eval.parsing import parse_mention_labels
-from eval.prompts import classifier_prompt, direct_typing_prompt
-from eval.tagging import tag_mentions
-from eval.templates import get_template, prompt_token_ids, user_content
 
 MISC = "misc"
 

@@ -27,12 +27,12 @@ from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from data_prep.io import write_jsonl, write_text_atomic
-from data_prep.mappings import Archetypes, Domain
-from data_prep.records import Sentence
+from core.io import write_jsonl, write_text_atomic
+from core.mappings import Archetypes, Domain
+from core.messages import Backend, Request
+from core.records import Sentence
 from eval import calibration, discovery, mediation
 from eval.config import InferenceConfig
-from eval.engine import Backend, Request
 from eval.identity import dir_digest
 from eval.store import StageCall, StageStore, run_stages
 

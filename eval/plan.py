@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.mappings import CROSSNER_DOMAINS, load_domain
+from core.mappings import CROSSNER_DOMAINS, load_domain
 from eval.config import (
     InferenceConfig,
     _build,

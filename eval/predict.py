@@ -58,8 +58,8 @@ from typing import Any
 
 import yaml
 
-from data_prep.cli import make_parser, run
-from data_prep.io import (
+from core.cli import make_parser, run
+from core.io import (
     DataError,
     ProjectError,
     iter_jsonl,
@@ -68,8 +68,8 @@ from data_prep.io import (
     write_jsonl,
     write_text_atomic,
 )
-from data_prep.mappings import Archetypes, Domain, load_archetypes, load_domain
-from data_prep.records import Sentence, save_sentences
+from core.mappings import Archetypes, Domain, load_archetypes, load_domain
+from core.records import Sentence, save_sentences
 from eval import calibration, mediation
 from eval.config import InferenceConfig, load_config
 from eval.score import find_occurrences

@@ -52,18 +52,18 @@ from typing import Any
 
 import yaml
 
-from data_prep import mit
-from data_prep.cli import make_parser, run
-from data_prep.crossner import EXPECTED_TEST_COUNTS
-from data_prep.io import (
+from core.cli import make_parser, run
+from core.io import (
     ProjectError,
     atomic_writer,
     read_json_mapping,
     read_yaml_mapping,
     write_text_atomic,
 )
-from data_prep.mappings import Domain, MappingError, load_archetypes, load_domain
-from data_prep.records import Sentence
+from core.mappings import Domain, MappingError, load_archetypes, load_domain
+from core.records import Sentence
+from data_prep import mit
+from data_prep.crossner import EXPECTED_TEST_COUNTS
 from eval.diagnostics import CSV_FIELDS as DIAGNOSTICS_CSV_FIELDS
 from eval.diagnostics import csv_rows as diagnostics_csv_rows
 from eval.diagnostics import diagnostics
@@ -563,7 +563,7 @@ def stats_table(info: DomainInfo) -> str:
     return md_table(["stage", "requests", "status", "other counters"], rows, "lrll")
 
 
-# A stage's parse statuses (eval/parsing.py Status) as the report names them.
+# A stage's parse statuses (core/parsing.py Status) as the report names them.
 ANSWER_COLUMNS = (("status_ok", "parsed as is"), ("status_repaired", "needed JSON repair"),
                   ("status_empty", "empty"), ("status_invalid", "unusable"),
                   ("truncated", "cut at max_tokens"))

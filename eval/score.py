@@ -40,10 +40,10 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError, iter_jsonl
-from data_prep.mappings import MappingError, load_domain
-from data_prep.records import Sentence, iter_sentences
+from core.cli import make_parser, run
+from core.io import DataError, ProjectError, iter_jsonl
+from core.mappings import MappingError, load_domain
+from core.records import Sentence, iter_sentences
 
 SCORER_VERSION = "samner-score/1.0"
 MODES = ("span", "string")

@@ -24,8 +24,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from data_prep.io import dumps_line, write_jsonl
-from eval.engine import Backend, Completion, Request
+from core.io import dumps_line, write_jsonl
+from core.messages import Backend, Completion, Request
 from eval.identity import request_digest
 
 REQUIRED = ("key", "hash", "raw", "finish_reason", "prompt_tokens", "output_tokens")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from core.mappings import CROSSNER_DOMAINS
 from data_prep import crossner
-from data_prep.mappings import CROSSNER_DOMAINS
 from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]

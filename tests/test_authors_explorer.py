@@ -1,6 +1,6 @@
 """The authors' explorer layout as a switch: prompt format ``authors_explorer`` at inference,
 ``data_prep.pile_ner --prompt-format authors`` (``samner_explorer_authors``) in training, one
-builder (eval.prompts) for both; the same user turn, token for token, through LlamaFactory."""
+builder (core.prompts) for both; the same user turn, token for token, through LlamaFactory."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from core.messages import Completion, Request
+from core.prompts import AUTHORS_EXPLORER_PREAMBLE
+from core.records import Sentence
+from core.templates import user_content
 from data_prep import pile_ner, train_data
-from data_prep.records import Sentence
 from eval.config import ConfigError, load_config
 from eval.discovery import PROMPT_FORMATS, extractor_requests, parse_extraction
-from eval.engine import Completion, Request
-from eval.prompts import AUTHORS_EXPLORER_PREAMBLE
-from eval.templates import user_content
 from tests.conftest import REPO, run_json
 
 AUTHORS_CONFIG = REPO / "recipes" / "infer" / "llama3-8b-authors.yaml"
@@ -130,7 +130,7 @@ from llamafactory.data.converter import get_dataset_converter
 from llamafactory.data.parser import get_dataset_list
 from llamafactory.data.template import get_template_and_fix_tokenizer
 from llamafactory.hparams import DataArguments
-from data_prep.records import Sentence
+from core.records import Sentence
 from eval.config import load_config
 from eval.discovery import extractor_requests
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from core.io import DataError, iter_jsonl, read_json_or_jsonl
+from core.records import load_sentences
 from data_prep import crossner
-from data_prep.io import DataError, iter_jsonl, read_json_or_jsonl
-from data_prep.records import load_sentences
 
 BOM = b"\xef\xbb\xbf"
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from core.messages import Request
 from eval import engine
-from eval.engine import Request
 from eval.placement import place_shards, visible_gpu_ids
 from eval.plan import load_unchecked
 from tools import check_cuda_envs as driver

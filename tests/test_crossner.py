@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from core.io import DataError
+from core.records import load_sentences
 from data_prep import crossner
-from data_prep.io import DataError
-from data_prep.records import load_sentences
 from tests.conftest import CROSSNER_DOMAINS
 
 # Published CrossNER test sizes (sentences, entity spans), restated from the paper/SPEC by hand.

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from data_prep.definitions import (
+from core.definitions import (
     DefinitionsError,
     apply_definitions,
     load_definitions,
 )
-from data_prep.mappings import load_domain
+from core.mappings import load_domain
 from eval.config import ConfigError, load_config
 from eval.engine import FakeBackend
 from eval.infer import run_pipeline

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.io import iter_jsonl
+from core.io import iter_jsonl
 from tests.conftest import CROSSNER_RAW, REPO
 from tests.test_gpu_smoke import needs_cpu_vllm
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from data_prep.io import write_jsonl
-from data_prep.records import Sentence, Span
+from core.io import write_jsonl
+from core.records import Sentence, Span
 from eval.diagnostics import csv_rows, domain_diagnostics, markdown, plot
 from eval.score import load_predictions
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.io import iter_jsonl
-from data_prep.register import write_adapter_training_data
+from core.io import iter_jsonl
+from core.messages import Request
+from core.prompts import DIRECT_TYPING_PREAMBLE
+from core.register import write_adapter_training_data
 from eval.config import ConfigError, load_config
-from eval.engine import FakeBackend, Request
+from eval.engine import FakeBackend
 from eval.infer import run_pipeline
 from eval.plan import load_unchecked, missing_assets
-from eval.prompts import DIRECT_TYPING_PREAMBLE
 from tests.conftest import REPO
 
 LABELS = {

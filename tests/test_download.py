@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.io import DataError, ProjectError
 from data_prep import download
-from data_prep.io import DataError, ProjectError
 
 
 @pytest.fixture

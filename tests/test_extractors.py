@@ -8,8 +8,9 @@ import json
 import pytest
 import yaml
 
+from core.messages import Request
 from eval.config import ConfigError, load_config
-from eval.engine import FakeBackend, Request
+from eval.engine import FakeBackend
 from eval.infer import ablation_overrides, ablations, run_pipeline
 from tests.test_pipeline_fake import gold_by_text, oracle, write_config
 
@@ -111,7 +112,7 @@ def test_report_diagnostics_name_every_extractor(tmp_path, converted_crossner):
     """Oracle anchor and explorer, a silent base model: the base finds nothing (TP 0, FP 0, FN =
     every gold mention string), the consensus output holds only gold strings (FP 0), and every
     mention typed is typed right."""
-    from data_prep.records import load_sentences
+    from core.records import load_sentences
     from eval.report import build, write
 
     gold = gold_by_text(converted_crossner)
@@ -143,7 +144,7 @@ def test_report_diagnostics_name_every_extractor(tmp_path, converted_crossner):
 def test_every_consensus_rule_runs_the_pipeline(tmp_path, converted_crossner, rule):
     """Each registered rule through the whole fake pipeline: the discovery file holds exactly
     what the rule makes of the extractors' mentions (then minus mentions not in the sentence)."""
-    from data_prep.io import iter_jsonl
+    from core.io import iter_jsonl
     from eval import consensus
     from eval.config import ConsensusConfig
 

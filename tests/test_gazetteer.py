@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from data_prep.records import Sentence, Span, save_sentences
+from core.records import Sentence, Span, save_sentences
 from eval import gazetteer
 from eval.score import load_gold, load_predictions, score
 from eval.score import main as score_main

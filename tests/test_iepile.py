@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from core.io import DataError
+from core.mappings import load_archetypes
+from core.prompts import CLASSIFIER_PREAMBLE, DIRECT_TYPING_PREAMBLE, PROMPT_VERSION
+from core.register import read_data_meta
 from data_prep import iepile
 from data_prep.iepile import IEPileStats, UnmappedTypesError, convert
-from data_prep.io import DataError
-from data_prep.mappings import load_archetypes
-from data_prep.register import read_data_meta
-from eval.prompts import CLASSIFIER_PREAMBLE, DIRECT_TYPING_PREAMBLE, PROMPT_VERSION
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IEPILE_ZH = SHARED_DATA / "iepile" / "NER" / "train.json"

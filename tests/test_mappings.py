@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.mappings import (
+from core.mappings import (
     CROSSNER_DOMAINS,
     DOMAINS_DIR,
     MAPPINGS_DIR,

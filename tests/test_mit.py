@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.io import DataError
+from core.mappings import load_domain
+from core.messages import Request
+from core.records import load_sentences
 from data_prep import download, mit
-from data_prep.io import DataError
-from data_prep.mappings import load_domain
-from data_prep.records import load_sentences
 from eval.config import load_config
 from eval.discovery import extractor_types
-from eval.engine import FakeBackend, Request
+from eval.engine import FakeBackend
 from eval.infer import run_pipeline
 from eval.report import build, number_time_labels, render_markdown
 from eval.score import gold_file, load_predictions, score

@@ -5,7 +5,7 @@ even when it is also gold in train or dev. Checked for the default definitions o
 benchmark domain (``mappings/domains/<domain>.yaml``), for ``mappings/archetypes.yaml`` (shown
 with every domain) and for every shipped definitions variant (``mappings/definitions/*.yaml``).
 The rule and its limits (lower-case single unquoted words are not checked) are in
-``data_prep/leakage.py``.
+``core/leakage.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.definitions import VARIANTS_DIR, load_definitions
-from data_prep.leakage import (
+from core.definitions import VARIANTS_DIR, load_definitions
+from core.leakage import (
     BENCHMARK_TEST_GOLD,
     crossner_test_gold,
     find_leaks,
@@ -24,7 +24,7 @@ from data_prep.leakage import (
     mit_test_gold,
     yaml_texts,
 )
-from data_prep.mappings import CROSSNER_DOMAINS, DOMAINS_DIR, MAPPINGS_DIR
+from core.mappings import CROSSNER_DOMAINS, DOMAINS_DIR, MAPPINGS_DIR
 
 ARCHETYPES = MAPPINGS_DIR / "archetypes.yaml"
 VARIANTS = sorted(VARIANTS_DIR.glob("*.yaml"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.parsing import Status, parse_json, parse_mention_labels, parse_type_mentions
+from core.parsing import Status, parse_json, parse_mention_labels, parse_type_mentions
 
 
 def nested(depth: int) -> list:

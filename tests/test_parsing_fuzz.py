@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from eval.parsing import Status, parse_json, parse_mention_labels, parse_type_mentions
+from core.parsing import Status, parse_json, parse_mention_labels, parse_type_mentions
 
 TYPES = ["person", "organisation", "location", "misc"]
 SECONDS_PER_CALL = 0.5

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from core.io import DataError, ProjectError
+from core.prompts import EXPLORER_PREAMBLE
 from data_prep import pile_ner
-from data_prep.io import DataError, ProjectError
 from data_prep.pile_ner import PileNerStats, RawPassage, convert, read_slimer
-from eval.prompts import EXPLORER_PREAMBLE
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SLIMER = SHARED_DATA / "pile_ner" / "slimer_pileNER_5pos_5neg_top391NEs_FalseDef_validation.jsonl"
@@ -353,7 +353,7 @@ def test_default_sample_data_is_byte_identical_to_prompt_version_1(tmp_path: Pat
     before the authors' format existed: a change here needs a new PROMPT_VERSION."""
     import hashlib
 
-    from eval.prompts import PROMPT_VERSION
+    from core.prompts import PROMPT_VERSION
 
     sample = Path(__file__).resolve().parents[1] / "data_prep" / "samples" / "pile_ner_sample.json"
     convert(sample, tmp_path / "explorer.json")

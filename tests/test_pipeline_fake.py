@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 import yaml
 
-from data_prep.io import iter_jsonl
-from data_prep.mappings import load_domain
-from data_prep.records import load_sentences
+from core.io import iter_jsonl
+from core.mappings import load_domain
+from core.messages import Request
+from core.records import load_sentences
 from eval.config import ConfigError, load_config
-from eval.engine import FakeBackend, Request
+from eval.engine import FakeBackend
 from eval.infer import run_pipeline
 from eval.score import load_gold, load_predictions, score
 

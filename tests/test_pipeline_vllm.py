@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.io import iter_jsonl
+from core.io import iter_jsonl
 from eval.score import load_gold, load_predictions, score
 from tests.conftest import REPO
 from tests.test_gpu_smoke import needs_cpu_vllm

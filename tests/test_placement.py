@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from data_prep.io import ProjectError
+from core.io import ProjectError
 from eval.config import ConfigError, InferenceConfig, load_config, validate
 from eval.placement import (
     FAKE_GPUS_ENV,

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.io import ProjectError, iter_jsonl
-from data_prep.mappings import load_domain
-from eval.engine import FakeBackend, Request
+from core.io import ProjectError, iter_jsonl
+from core.mappings import load_domain
+from core.messages import Request
+from eval.engine import FakeBackend
 from eval.predict import PredictError, main, place_mentions, predict, token_spans
 from tests.conftest import REPO
 from tests.test_gpu_smoke import needs_cpu_vllm

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval.prompts import (
+from core.prompts import (
     AUTHORS_EXPLORER_PREAMBLE,
     CLASSIFIER_PREAMBLE,
     EXPLORER_PREAMBLE,

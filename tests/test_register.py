@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import register
-from data_prep.io import DataError, ProjectError
-from data_prep.register import DATASET_INFO, write_alpaca
+from core import register
+from core.io import DataError, ProjectError
+from core.register import DATASET_INFO, write_alpaca
 
 COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
 RECORD = {"instruction": "Do it.\nSchema: [\"人物\"]", "input": "Passage: x", "output": "{}"}
@@ -109,7 +109,7 @@ def test_write_alpaca_is_atomic(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_provenance_record_fails_naming_the_file(tmp_path):
-    from data_prep.register import ADAPTER_TRAINING_DATA, read_adapter_training_data
+    from core.register import ADAPTER_TRAINING_DATA, read_adapter_training_data
 
     assert read_adapter_training_data(tmp_path) is None  # an adapter trained elsewhere
     (tmp_path / ADAPTER_TRAINING_DATA).write_text('{"recipe": ', encoding="utf-8")

@@ -27,8 +27,8 @@ from statistics import mean
 import pytest
 import yaml
 
-from data_prep.io import ProjectError
-from data_prep.records import Sentence, Span
+from core.io import ProjectError
+from core.records import Sentence, Span
 from eval.report import (
     AVG,
     DEFAULT_PAPER,

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.io import iter_jsonl
-from data_prep.mappings import DOMAINS_DIR
-from eval import prompts
+from core import prompts
+from core.io import iter_jsonl
+from core.mappings import DOMAINS_DIR
+from core.messages import Request
 from eval.config import ConfigError, load_config
-from eval.engine import FakeBackend, Request
+from eval.engine import FakeBackend
 from eval.infer import lock_run_dir, main, run_pipeline
 from tests.conftest import REPO
 from tests.test_pipeline_fake import gold_by_text, oracle, write_config
@@ -301,7 +302,7 @@ def test_a_read_only_out_is_a_one_line_error(tmp_path, converted_crossner, capsy
 
 def test_predictions_file_that_is_a_folder_is_a_one_line_error(tmp_path, converted_crossner,
                                                                own_domain, capsys):
-    from data_prep.cli import run as run_cli
+    from core.cli import run as run_cli
 
     blocked = tmp_path / "run" / "mymusic" / "predictions.jsonl"
     blocked.mkdir(parents=True)
@@ -315,7 +316,7 @@ def test_predictions_file_that_is_a_folder_is_a_one_line_error(tmp_path, convert
 def test_extract_as_and_raw_tags_choose_what_the_extractors_are_asked(tmp_path,
                                                                       converted_crossner,
                                                                       own_domain):
-    from data_prep.mappings import load_domain
+    from core.mappings import load_domain
     from eval.discovery import extractor_types
 
     data = yaml.safe_load((own_domain / "domain.yaml").read_text())

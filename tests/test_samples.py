@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from core.io import DataError
+from core.mappings import load_archetypes, load_domain
+from core.records import load_sentences
 from data_prep import iepile, pile_ner
-from data_prep.io import DataError
-from data_prep.mappings import load_archetypes, load_domain
-from data_prep.records import load_sentences
 from data_prep.samples import annotated
 from eval.config import IEPileConfig
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from data_prep.records import Sentence, Span
+from core.records import Sentence, Span
 from eval.score import (
     SCORER_VERSION,
     DataError,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from data_prep.io import sha256_of
+from core.io import sha256_of
 from tests.conftest import REPO, run_json
 from tools import small_model
 from tools.offline_env import offline_env

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from data_prep.mappings import load_domain
-from data_prep.records import Sentence
+from core.mappings import load_domain
+from core.messages import Completion, Request
+from core.records import Sentence
 from eval import consensus
 from eval.calibration import collect, fallback_label, label_parser, request_key
 from eval.discovery import discover
-from eval.engine import Completion, Request
 from eval.mediation import assign_archetypes
 
 ARCHETYPES = ["person", "organization", "location", "misc"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.tagging import find_mention, mention_pattern, tag_mentions
+from core.tagging import find_mention, mention_pattern, tag_mentions
 
 
 def test_basic_tags_in_text_order() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.templates import get_template, prompt_text, prompt_token_ids, user_content
 from eval.discovery import anchor_content, type_chunks
-from eval.templates import get_template, prompt_text, prompt_token_ids, user_content
 from tests.conftest import run_json
 
 CONTENT = user_content('Extract entities.\nSchema: ["band", "song"]',
@@ -103,7 +103,7 @@ def test_token_ids_match_llamafactory(tiny_model, venv_python):
 import json
 from transformers import AutoTokenizer
 from llamafactory.data.template import TEMPLATES as LF
-from eval.templates import TEMPLATES, prompt_token_ids
+from core.templates import TEMPLATES, prompt_token_ids
 tok = AutoTokenizer.from_pretrained({str(tiny_model)!r})
 messages = [{{"role": "user", "content": {CONTENT!r}}}, {{"role": "assistant", "content": "x"}}]
 print(json.dumps({{name: [LF[name].encode_oneturn(tok, messages)[0],
@@ -121,7 +121,7 @@ import json, sys
 from transformers import AutoTokenizer
 from eval.config import IEPileConfig
 from eval.discovery import anchor_content
-from eval.templates import prompt_token_ids
+from core.templates import prompt_token_ids
 tok = AutoTokenizer.from_pretrained(sys.stdin.read().strip())
 query = anchor_content(IEPileConfig().instruction, ["person", "location", "organisation"],
                        "Ada Lovelace was born in London .")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from core.io import ProjectError
+from core.register import DATASET_INFO, read_data_meta
 from data_prep import train_data
-from data_prep.io import ProjectError
-from data_prep.register import DATASET_INFO, read_data_meta
 from tests.conftest import IEPILE_EN_SENTENCES, PILE_NER_SLIMER_GLOB
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

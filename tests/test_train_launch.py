@@ -279,7 +279,7 @@ def test_multi_node_dry_run(main_results: dict[str, Any]) -> None:
 def test_training_data_record_is_kept_with_the_adapter(tmp_path: Path) -> None:
     """After a successful training: the recipe's datasets, their files and their converters'
     sidecars (None for a file without one) land in output_dir, readable by a run."""
-    from data_prep.register import read_adapter_training_data, register, write_data_meta
+    from core.register import read_adapter_training_data, register, write_data_meta
 
     data = tmp_path / "data"
     data.mkdir()

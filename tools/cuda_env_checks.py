@@ -240,8 +240,8 @@ def engine_kwarg_problems(kwargs: Mapping[str, Any], fields: set[str], llm_param
 
 def stage_requests(config: Any) -> dict[str, list[Any]]:
     """Each stage's real requests for one sentence, built by the stage code."""
-    from data_prep.mappings import load_archetypes, load_domain
-    from data_prep.records import Sentence
+    from core.mappings import load_archetypes, load_domain
+    from core.records import Sentence
     from eval import calibration, discovery, mediation
     from eval.engine import CharTokenizer
 

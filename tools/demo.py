@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError
+from core.cli import make_parser, run
+from core.io import ProjectError
 from tools.envs import read_stamp
 from tools.offline_env import offline_env
 

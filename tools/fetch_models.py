@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError, read_yaml_mapping
+from core.cli import make_parser, run
+from core.io import ProjectError, read_yaml_mapping
 
 SHA = re.compile(r"[0-9a-f]{7,40}")
 

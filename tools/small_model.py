@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError, atomic_writer, read_yaml_mapping, sha256_of
+from core.cli import make_parser, run
+from core.io import ProjectError, atomic_writer, read_yaml_mapping, sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS_FILE = REPO / "recipes" / "models" / "small_models.yaml"

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.cli import make_parser, run
-from data_prep.io import ProjectError, sha256_of, write_text_atomic
-from data_prep.register import read_info, register, write_alpaca
+from core.cli import make_parser, run
+from core.io import ProjectError, sha256_of, write_text_atomic
+from core.register import read_info, register, write_alpaca
 from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from data_prep.cli import make_parser
+from core.cli import make_parser
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIAL_TOKENS = [

@@ -21,7 +21,7 @@ missing (training data, DeepSpeed, a GPU) instead of stopping on it, prints the 
 After a successful training the adapter's ``output_dir`` gets ``samner_train_data.json``: the
 recipe, its ``dataset_dir`` and, per dataset, the registered file and the provenance sidecar its
 converter wrote (``<file>.meta.json``: source revision, excluded sources, per-source counts;
-:func:`data_prep.register.training_data_record`). A run records it in ``run.json``.
+:func:`core.register.training_data_record`). A run records it in ``run.json``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 
 import yaml
 
-from data_prep.cli import make_parser
-from data_prep.io import ProjectError, read_yaml_mapping
-from data_prep.register import training_data_record, write_adapter_training_data
+from core.cli import make_parser
+from core.io import ProjectError, read_yaml_mapping
+from core.register import training_data_record, write_adapter_training_data
 from eval.placement import looks_local
 
 # Read by LlamaFactory's launcher (llamafactory/launcher.py) and passed through unchanged.

@@ -1,4 +1,4 @@
-"""Bracket-annotated sentences → sentence JSONL (the layout of :mod:`data_prep.records`).
+"""Bracket-annotated sentences → sentence JSONL (the layout of :mod:`core.records`).
 
 The authoring format is one sentence per line, tokens separated by spaces, each mention written
 as ``[tokens of the mention|type]``::
@@ -25,9 +25,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, dumps_line, write_text_atomic
-from data_prep.records import Sentence, Span
+from core.cli import make_parser, run
+from core.io import DataError, dumps_line, write_text_atomic
+from core.records import Sentence, Span
 
 MENTION = re.compile(r"\[([^\[\]|]*)\|([^\[\]|]*)\]")
 RESERVED = re.compile(r"[\[\]|]")

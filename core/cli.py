@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from data_prep.io import ProjectError
+from core.io import ProjectError
 
 
 def make_parser(doc: str | None) -> argparse.ArgumentParser:

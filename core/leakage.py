@@ -31,10 +31,10 @@ from typing import Any
 
 import yaml
 
+from core.bio import parse_bio
+from core.mappings import CROSSNER_DOMAINS
+from core.records import Sentence
 from data_prep import mit
-from data_prep.crossner import parse_bio
-from data_prep.mappings import CROSSNER_DOMAINS
-from data_prep.records import Sentence
 
 QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 _SPLIT_OFF = re.compile(r'([()\[\],;:!?"“”‘’])')

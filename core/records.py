@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_prep.io import DataError, iter_jsonl, write_jsonl
+from core.io import DataError, iter_jsonl, write_jsonl
 
 
 @dataclass(frozen=True, order=True)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_prep.io import read_json_mapping, read_yaml_mapping, sha256_of
-from data_prep.mappings import MAPPINGS_DIR, Domain, MappingError, check_distinct_labels
+from core.io import read_json_mapping, read_yaml_mapping, sha256_of
+from core.mappings import MAPPINGS_DIR, Domain, MappingError, check_distinct_labels
 
 VARIANTS_DIR = MAPPINGS_DIR / "definitions"
 

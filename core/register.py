@@ -6,7 +6,7 @@ the alpaca columns (``prompt``/``query``/``response`` → ``instruction``/``inpu
 Registering merges into an existing file, keeping entries other datasets put there, and replaces
 an entry of the same name (re-running a conversion is idempotent).
 
-    python -m data_prep.register --dataset-dir data/train \\
+    python -m core.register --dataset-dir data/train \\
         samner_explorer=data/train/explorer.json samner_classifier=data/train/classifier.jsonl
 
 A FILE is a path as usual (relative to the current directory); a FILE that only exists relative
@@ -31,8 +31,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from data_prep.cli import make_parser, run
-from data_prep.io import DataError, ProjectError, atomic_writer, dumps_line, read_json_mapping
+from core.cli import make_parser, run
+from core.io import DataError, ProjectError, atomic_writer, dumps_line, read_json_mapping
 
 DATASET_INFO = "dataset_info.json"
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from data_prep.io import ProjectError, read_yaml_mapping
+from core.io import ProjectError, read_yaml_mapping
 
 MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
 DOMAINS_DIR = MAPPINGS_DIR / "domains"
