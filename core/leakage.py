@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,8 @@ from typing import Any
 import yaml
 
 from core.bio import parse_bio
-from core.mappings import CROSSNER_DOMAINS
 from core.records import Sentence
-from data_prep import mit
+from core.sources import DatasetSource, dataset_sources
 
 QUOTED = re.compile(r'"([^"\n]+)"|“([^”\n]+)”')
 _SPLIT_OFF = re.compile(r'([()\[\],;:!?"“”‘’])')
@@ -48,26 +47,33 @@ def gold_mentions(sentences: Iterable[Sentence]) -> set[str]:
     return {span.text for sentence in sentences for span in sentence.entities}
 
 
+def source_test_gold(source: DatasetSource, dataset_dir: str | os.PathLike[str]) -> set[str]:
+    """Test gold mentions of a benchmark domain, read from its raw BIO test file under
+    ``dataset_dir`` (``<dataset_dir>/<folder>/test.txt``, columns as its source says)."""
+    path = source.raw_file(dataset_dir, "test")
+    return gold_mentions(parse_bio(path, source.domain, "test", tag_first=source.tag_first)[0])
+
+
 def crossner_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
     """Test gold mentions of a CrossNER domain, read from ``raw_dir/<domain>/test.txt``."""
-    return gold_mentions(parse_bio(Path(raw_dir) / domain / "test.txt", domain, "test")[0])
+    return source_test_gold(dataset_sources()[domain], raw_dir)
 
 
 def mit_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
     """Test gold mentions of ``mit_movie``/``mit_restaurant`` (``raw_dir/<movie|restaurant>``)."""
-    folder = Path(raw_dir) / mit.DOMAINS[domain]
-    return gold_mentions(parse_bio(folder / "test.txt", domain, "test", tag_first=True)[0])
+    return source_test_gold(dataset_sources()[domain], raw_dir)
 
 
-# Every benchmark domain the project ships definitions for -> its test gold, read from a data
-# folder laid out like ../shared/data (crossner/<domain>/, mit/<movie|restaurant>/). Adding a
-# benchmark is one row.
-BENCHMARK_TEST_GOLD: dict[str, Callable[[Path], set[str]]] = {
-    **{domain: (lambda data, domain=domain: crossner_test_gold(data / "crossner", domain))
-       for domain in CROSSNER_DOMAINS},
-    "mit_movie": lambda data: mit_test_gold(data / "mit", "mit_movie"),
-    "mit_restaurant": lambda data: mit_test_gold(data / "mit", "mit_restaurant"),
-}
+def benchmark_test_gold(sources: Mapping[str, DatasetSource] | None = None
+                        ) -> dict[str, Callable[[Path], set[str]]]:
+    """Every benchmark domain with a source -> its test gold, read from a data folder laid out
+    like ../shared/data (``<dataset>/<folder>/test.txt``: crossner/music/, mit/movie/)."""
+    sources = dataset_sources() if sources is None else sources
+    return {name: (lambda data, s=source: source_test_gold(s, Path(data) / s.dataset))
+            for name, source in sources.items()}
+
+
+BENCHMARK_TEST_GOLD = benchmark_test_gold()
 
 
 def yaml_texts(source: os.PathLike[str] | str | dict[str, Any]) -> list[str]:

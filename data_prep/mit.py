@@ -28,22 +28,20 @@ from core.bio import ConversionStats, parse_bio
 from core.cli import make_parser, run
 from core.io import DataError
 from core.records import save_sentences
+from core.sources import of_dataset, published_test_counts
 from data_prep.crossner import print_summary
 from data_prep.download import download
 
 # domain name (as in mappings/domains/) -> its folder in the MIT layout
-DOMAINS = {"mit_movie": "movie", "mit_restaurant": "restaurant"}
+# The MIT domains and their raw folders and published sizes (sentences, entity spans; PROVENANCE
+# section 6, checked against three independent copies) come from their domain YAML's source
+# block (core/sources.py): a mismatch means a changed or cut file.
+_SOURCES = of_dataset("mit")
+DOMAINS = {name: source.folder for name, source in _SOURCES.items()}
 SPLITS = ("train", "test")
-
-# Published sizes (sentences, entity spans; PROVENANCE section 6, checked against three
-# independent copies): a mismatch means a changed or cut file.
-EXPECTED_COUNTS = {
-    ("mit_movie", "train"): (9775, 21295),
-    ("mit_movie", "test"): (2443, 5339),
-    ("mit_restaurant", "train"): (7660, 15363),
-    ("mit_restaurant", "test"): (1521, 3151),
-}
-EXPECTED_TEST_COUNTS = {d: n for (d, split), n in EXPECTED_COUNTS.items() if split == "test"}
+EXPECTED_COUNTS = {(name, split): n for name, source in _SOURCES.items()
+                   for split, n in source.published.items()}
+EXPECTED_TEST_COUNTS = published_test_counts(_SOURCES)
 
 
 def convert(
