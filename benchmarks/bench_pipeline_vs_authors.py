@@ -112,6 +112,7 @@ def run_ours(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple[str, str]]]:
     """(request key, exact user content) per LLM stage, as our run sent them, in its order."""
     from core.mappings import load_archetypes, load_domain
+    from core.prompt_formats import PROMPT_FORMATS
     from core.prompts import classifier_prompt
     from core.records import load_sentences
     from core.templates import user_content
@@ -122,7 +123,7 @@ def stage_contents(config, domain_name: str, ours: Path) -> dict[str, list[tuple
     types = discovery.extractor_types(domain, config)
 
     def extractor(name: str) -> list[tuple[str, str]]:
-        contents = discovery.PROMPT_FORMATS[config.extractors[name].prompt]
+        contents = PROMPT_FORMATS[config.extractors[name].prompt]
         return [(f"{s.id}#{k}", content) for s in sentences
                 for k, (_, content) in enumerate(contents(types, s.text, config))]
 

@@ -22,6 +22,10 @@ class ProjectError(ValueError):
     """An expected failure caused by input or config: CLIs print it in one line, no traceback."""
 
 
+class ConfigError(ProjectError):
+    """A setting that cannot work (inference config, placement); raised before a model loads."""
+
+
 class DataError(ProjectError):
     """A malformed input file; the message starts with ``path:line:`` like a compiler error."""
 
@@ -33,13 +37,14 @@ class DataError(ProjectError):
         super().__init__(f"{where}: {message}")
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process umask, for chmod after mkstemp (reading it sets it: restored at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+_UMASK = current_umask()
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from core.registry import Registry
+
 
 class Tokenizer(Protocol):
     bos_token_id: int | None
@@ -53,46 +55,53 @@ class ChatTemplate:
         return out
 
 
-TEMPLATES: dict[str, ChatTemplate] = {
-    t.name: t
-    for t in (
-        ChatTemplate(
-            name="alpaca",
-            user="### Instruction:\n{content}\n\n### Response:\n",
-            default_system=(
-                "Below is an instruction that describes a task. "
-                "Write a response that appropriately completes the request.\n\n"
-            ),
+TEMPLATES: Registry[ChatTemplate] = Registry("chat template")
+for _template in (
+    ChatTemplate(
+        name="alpaca",
+        user="### Instruction:\n{content}\n\n### Response:\n",
+        default_system=(
+            "Below is an instruction that describes a task. "
+            "Write a response that appropriately completes the request.\n\n"
         ),
-        ChatTemplate(
-            name="iepile",
-            user="### Instruction:\n{content}\n\n### Response:\n",
-            default_system=(
-                "Below is an instruction that describes a task. "
-                "Write a response that appropriately completes the request."
-            ),
-            bos_prefix=True,
-            sep="\n\n",
+    ),
+    ChatTemplate(
+        name="iepile",
+        user="### Instruction:\n{content}\n\n### Response:\n",
+        default_system=(
+            "Below is an instruction that describes a task. "
+            "Write a response that appropriately completes the request."
         ),
-        ChatTemplate(
-            name="llama3",
-            user=(
-                "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
-                "<|start_header_id|>assistant<|end_header_id|>\n\n"
-            ),
-            system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
-            bos_prefix=True,
-            stop=("<|eot_id|>", "<|eom_id|>"),
+        bos_prefix=True,
+        sep="\n\n",
+    ),
+    ChatTemplate(
+        name="llama3",
+        user=(
+            "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n"
         ),
-        ChatTemplate(
-            name="qwen",
-            user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
-            system="<|im_start|>system\n{content}<|im_end|>\n",
-            default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-            stop=("<|im_end|>",),
-        ),
-    )
-}
+        system="<|start_header_id|>system<|end_header_id|>\n\n{content}<|eot_id|>",
+        bos_prefix=True,
+        stop=("<|eot_id|>", "<|eom_id|>"),
+    ),
+    ChatTemplate(
+        name="qwen",
+        user="<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n",
+        system="<|im_start|>system\n{content}<|im_end|>\n",
+        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+        stop=("<|im_end|>",),
+    ),
+):
+    TEMPLATES.add(_template.name, _template)
+
+# The `qwen` turns (ChatML) as a Hugging Face chat template, without the default system prompt:
+# written into converted checkpoints whose GGUF carries no template (tools/gguf_convert.py).
+CHATML_JINJA = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
 def get_template(name: str) -> ChatTemplate:

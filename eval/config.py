@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from core.definitions import apply_definitions, load_definitions
-from core.io import ProjectError, read_yaml_mapping
+from core.io import ConfigError, read_yaml_mapping
 from core.mappings import MappingError, load_domain
+from core.overrides import apply_overrides
+from core.prompt_formats import PROMPT_FORMATS
+from core.templates import TEMPLATES
+from eval import consensus
 
 CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
@@ -44,10 +46,6 @@ OLD_STYLE = {
 }
 
 
-class ConfigError(ProjectError):
-    pass
-
-
 @dataclass
 class AdapterConfig:
     path: str = ""  # local PEFT dir (vLLM loads adapters from disk)
@@ -65,7 +63,7 @@ class AdapterConfig:
 class ExtractorConfig(AdapterConfig):
     """One stage-1 extractor: an adapter (``path`` "" = the base model itself, no adapter), the
     template it was trained with, and how it is asked (``prompt``: a name of
-    ``eval.discovery.PROMPT_FORMATS``)."""
+    ``core.prompt_formats.PROMPT_FORMATS``)."""
 
     prompt: str = "explorer"
 
@@ -284,27 +282,6 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``a.b=value`` (YAML-parsed value) into a nested dict; returns the same dict."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not key=value")
-        try:
-            value = yaml.safe_load(raw) if raw else None
-        except yaml.YAMLError:
-            value = raw
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
 def read_config_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()
                      ) -> dict[str, Any]:
     """The config's mapping with overrides applied; an old-style config (fixed anchor/explorer
@@ -312,13 +289,13 @@ def read_config_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()
     pair is written in first, so ``extractors.anchor.enabled=false`` works on any config."""
     data = read_yaml_mapping(path, ConfigError)
     fresh = "extractors" not in data
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, list(overrides), ConfigError)
     old = [key for key in OLD_STYLE if key in data]
     if old:
         moves = "; ".join(f"{key} -> {OLD_STYLE[key]}" for key in old)
         raise ConfigError(
             f"{path}: old-style config ({', '.join(old)}): stage 1 is now a list of extractors. "
-            f"Move {moves}; each extractor needs `prompt` (iepile | explorer | zero_shot). "
+            f"Move {moves}; each extractor needs `prompt` ({' | '.join(PROMPT_FORMATS)}). "
             "See recipes/infer/llama3-8b.yaml")
     if fresh:  # overrides of single extractor fields refine the paper's pair, not replace it
         given = data.pop("extractors", None) or {}
@@ -351,10 +328,7 @@ def adapter_rank(path: str | os.PathLike[str]) -> int:
 
 
 def _stage1_problems(config: InferenceConfig) -> list[str]:
-    """Extractor entries and the consensus rule, against the registries beside their code."""
-    from eval import consensus
-    from eval.discovery import PROMPT_FORMATS  # how an extractor is asked, registered there
-
+    """Extractor entries and the consensus rule, against their registries."""
     problems = []
     for name, extractor in config.extractors.items():
         if name in RESERVED_NAMES or not name.replace("_", "").replace("-", "").isalnum():
@@ -436,8 +410,6 @@ def _stage2_problems(config: InferenceConfig) -> list[str]:
 
 
 def validate(config: InferenceConfig, check_paths: bool = True) -> None:
-    from core.templates import TEMPLATES
-
     problems = []
     if not config.model and config.engine.backend != "fake":
         problems.append("model: no base model given")
@@ -505,7 +477,8 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
         except MappingError as exc:
             problems.append(f"definitions: {exc}")
     if config.engine.backend != "fake":  # GPUs, DP x TP, attention heads: eval/placement.py
-        from eval.placement import placement_problems, visible_gpu_ids
+        from core.devices import visible_gpu_ids
+        from eval.placement import placement_problems
 
         problems += placement_problems(config, visible_gpu_ids())
     if problems:

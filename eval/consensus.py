@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.registry import Registry
+
 Found = Mapping[str, Sequence[str]]  # extractor name -> its mentions in one sentence
 Result = tuple[list[str], list[str]]  # (kept, dropped)
 SCOPES = ("single_token", "all")
@@ -36,12 +38,12 @@ class Rule:
     params: tuple[str, ...]  # the consensus settings the rule reads (the report lists them)
 
 
-RULES: dict[str, Rule] = {}
+RULES: Registry[Rule] = Registry("consensus rule")
 
 
 def register(name: str, *params: str):
     def wrap(fn: Callable[[Found, Any], Result]) -> Callable[[Found, Any], Result]:
-        RULES[name] = Rule(name, fn, params)
+        RULES.add(name, Rule(name, fn, params))
         return fn
 
     return wrap

@@ -1,15 +1,8 @@
 """Stage 1, entity discovery: any number of extractors, then a consensus rule.
 
 Extractors are data (``extractors`` in the inference config); each is asked in one of the
-:data:`PROMPT_FORMATS`:
-
-* ``iepile``: IEPile's own NER query - a JSON string ``{"instruction", "schema", "input"}`` -
-  with the schema split as IEPile splits it (:func:`type_chunks`); the chunks' answers merge.
-  The paper's precision-oriented anchor (the public IEPile LoRA) is asked so.
-* ``explorer``: the prompt our Pile-NER explorer was trained on (:mod:`core.prompts`).
-* ``authors_explorer``: the authors' explorer layout (one instruction, the schema as a Python
-  list), for an explorer trained on ``data_prep.pile_ner --prompt-format authors`` data.
-* ``zero_shot``: a plain instruction for a model nobody tuned (e.g. the base model itself).
+:data:`core.prompt_formats.PROMPT_FORMATS` (IEPile's own query for the anchor, our
+explorer's prompt, the authors' explorer layout, a plain zero-shot instruction).
 
 Their mention lists are joined by the configured rule of :mod:`eval.consensus` (the paper's CCR
 by default). Stage 1 is type-agnostic: a mention filed under a key outside the schema is still a
@@ -29,10 +22,10 @@ from typing import Any
 from core.mappings import Domain
 from core.messages import Completion, Request
 from core.parsing import parse_type_mentions
-from core.prompts import authors_explorer_prompt, explorer_prompt
+from core.prompt_formats import PROMPT_FORMATS
 from core.records import Sentence
 from core.tagging import find_mention
-from core.templates import get_template, prompt_token_ids, user_content
+from core.templates import get_template, prompt_token_ids
 from eval import consensus
 from eval.config import InferenceConfig
 
@@ -43,29 +36,6 @@ def extractor_types(domain: Domain, config: InferenceConfig) -> list[str]:
     raw = config.extraction.type_names == "raw_tag"
     return [tag if raw else (label.extract_as or label.name)
             for tag, label in domain.labels.items() if tag != "misc"]
-
-
-def anchor_content(instruction: str, types: Sequence[str], text: str) -> str:
-    """IEPile's NER query: the whole user turn is one JSON string."""
-    return json.dumps({"instruction": instruction, "schema": list(types), "input": text},
-                      ensure_ascii=False)
-
-
-def type_chunks(types: Sequence[str], size: int | None) -> list[list[str]]:
-    """IEPile's NER schema split (``multischema_split_by_num_test``): chunks of ``size`` types;
-    a remainder of at least ``max(1, size // 2)`` types is a chunk of its own, a shorter one joins
-    the last chunk (size 6: 13 types -> [6, 7], 8 -> [8], 9 -> [6, 3]). ``None`` = no split,
-    the whole list in one query (the authors' code)."""
-    types = list(types)
-    if size is None or len(types) < size:
-        return [types]
-    full = len(types) // size * size
-    chunks = [types[i:i + size] for i in range(0, full, size)]
-    if len(types) - full >= max(1, size // 2):
-        chunks.append(types[full:])
-    else:
-        chunks[-1].extend(types[full:])
-    return chunks
 
 
 def _literal(value: str) -> str:
@@ -121,48 +91,6 @@ def span_grammar(types: Sequence[str], text: str, config: InferenceConfig) -> st
         f'list ::= "[" ( {items} )? "]"',
         *_span_rules(text, extraction.max_span_words),
     ])
-
-
-def _iepile_contents(types: Sequence[str], text: str, config: InferenceConfig) -> list[tuple[
-        list[str], str]]:
-    """IEPile's NER query, one per chunk of IEPile's schema split: the user turn is JSON."""
-    return [(chunk, anchor_content(config.iepile.instruction, chunk, text))
-            for chunk in type_chunks(types, config.iepile.split_num)]
-
-
-def _explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
-                       ) -> list[tuple[list[str], str]]:
-    """The prompt our explorer was trained on (core.prompts, shared with its SFT data)."""
-    return [(list(types), user_content(*explorer_prompt(types, text)))]
-
-
-def _authors_explorer_contents(types: Sequence[str], text: str, config: InferenceConfig
-                               ) -> list[tuple[list[str], str]]:
-    """The authors' explorer layout (core.prompts, shared with its SFT data): the user turn is
-    the instruction alone; the answer is the same ``{type: [mentions]}`` object."""
-    return [(list(types), user_content(*authors_explorer_prompt(types, text)))]
-
-
-ZERO_SHOT_INSTRUCTION = (
-    "List the named entities of the types below that occur in the text. Answer with one JSON "
-    "object that maps each type to the list of its entities, each copied exactly as it is "
-    "written in the text; a type without entities maps to an empty list. Answer with the JSON "
-    "object only."
-)
-
-
-def _zero_shot_contents(types: Sequence[str], text: str, config: InferenceConfig
-                        ) -> list[tuple[list[str], str]]:
-    """A plain instruction for an untuned model (e.g. the base model as a third extractor)."""
-    return [(list(types), f"{ZERO_SHOT_INSTRUCTION}\nTypes: "
-             f"{json.dumps(list(types), ensure_ascii=False)}\nText: {text}")]
-
-
-# How an extractor is asked: (types, sentence text, config) -> [(types asked, user content)];
-# the config's extractors.<name>.prompt is validated against these names.
-PROMPT_FORMATS = {"iepile": _iepile_contents, "explorer": _explorer_contents,
-                  "authors_explorer": _authors_explorer_contents,
-                  "zero_shot": _zero_shot_contents}
 
 
 def extractor_requests(name: str, sentences: Sequence[Sentence], types: Sequence[str],

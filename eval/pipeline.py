@@ -229,3 +229,33 @@ def run_domains(work: Sequence[tuple[DomainRun, Sequence[Sentence]]], only: str 
         for i in list(asking):
             advance(i, answers[i])
     return results
+
+
+def context_problems(config: InferenceConfig, domain: Domain, archetypes: Archetypes,
+                     sentences: Sequence[Sentence], backend: Any, out: Path) -> dict[str, str]:
+    """Sentence id -> why it does not fit ``engine.max_model_len``: the stage-1 requests exactly
+    as the pipeline builds them, stage 2 and 3 bounded with the whole line as one mention (the
+    longest archetype definition); each needs its prompt plus its answer budget. Nothing is
+    generated or written: the requests are built and measured."""
+    steps = DomainRun(config, domain, archetypes, backend, out).steps(sentences)
+    asks = [(name, requests) for name, requests, _ in next(steps)]
+    steps.close()  # nothing was generated or written
+    tokenizer = backend.tokenizer
+    longest = max(archetypes.names, key=lambda a: len(archetypes.definitions[a]))
+    asks.append(("stage2_classifier", mediation.classifier_requests(
+        [(s.id, mediation.tag_sentence(s.text, [s.text])[0]) for s in sentences],
+        archetypes.names, config, tokenizer)))
+    if config.calibration.enabled:
+        asks.append(("stage3_calibration", calibration.calibration_requests(
+            [(s.id, s.text, [(s.text, longest)]) for s in sentences], domain,
+            archetypes.definitions, config, tokenizer)))
+    limit = config.engine.max_model_len
+    worst: dict[str, tuple[int, str]] = {}
+    for stage, requests in asks:
+        for r in requests:
+            need = len(r.prompt_ids) + r.max_tokens
+            if need > limit and need > worst.get(r.sentence, (0, ""))[0]:
+                worst[r.sentence] = (need, f"over the model's context: {stage} needs "
+                                           f"{len(r.prompt_ids)} prompt + {r.max_tokens} answer "
+                                           f"tokens > engine.max_model_len {limit}")
+    return {sid: reason for sid, (_, reason) in worst.items()}

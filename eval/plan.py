@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.backbones import backbone_of
+from core.devices import looks_local, visible_gpu_ids
 from core.mappings import CROSSNER_DOMAINS, load_domain
 from eval.config import (
     InferenceConfig,
@@ -20,7 +22,7 @@ from eval.config import (
     read_config_data,
     validate,
 )
-from eval.placement import base_models, check_placement, looks_local, visible_gpu_ids
+from eval.placement import base_models, check_placement
 
 TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier",
                  "direct_classifier": "make train-direct-classifier"}
@@ -57,14 +59,18 @@ def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
 
 
 def hub_notes(config: InferenceConfig) -> list[str]:
-    """Base models that come from the Hub: downloaded on first use; their heads are unread."""
+    """Base models that come from the Hub: downloaded on first use; their heads are known only
+    for a registered backbone (core/backbones.py)."""
     notes = []
     for model in base_models(config):
         if looks_local(model):
             continue
         revision = config.revision_of(model) or "unpinned"
+        heads = ("the TP/attention-head check used the registered backbone's heads"
+                 if backbone_of(model) else
+                 "the TP/attention-head check is skipped (no local config.json)")
         notes.append(f"{model} (revision {revision}) is a Hub id: vLLM downloads it on first "
-                     "use; the TP/attention-head check is skipped (no local config.json)")
+                     f"use; {heads}")
     return notes
 
 

@@ -70,7 +70,6 @@ from core.io import (
 )
 from core.mappings import Archetypes, Domain, load_archetypes, load_domain
 from core.records import Sentence, save_sentences
-from eval import calibration, mediation
 from eval.config import InferenceConfig, load_config
 from eval.score import find_occurrences
 
@@ -277,37 +276,6 @@ def fit_calibration_budget(config: InferenceConfig, domain: Domain, tokenizer: A
         config.sampling.max_tokens_calibrate = longest
 
 
-def context_problems(config: InferenceConfig, domain: Domain, archetypes: Archetypes,
-                     sentences: Sequence[Sentence], backend: Any, out: Path) -> dict[str, str]:
-    """Sentence id -> why it does not fit ``engine.max_model_len``: the stage-1 requests exactly
-    as the pipeline builds them, stage 2 and 3 bounded with the whole line as one mention (the
-    longest archetype definition); each needs its prompt plus its answer budget."""
-    from eval.pipeline import DomainRun
-
-    steps = DomainRun(config, domain, archetypes, backend, out).steps(sentences)
-    asks = [(name, requests) for name, requests, _ in next(steps)]
-    steps.close()  # nothing was generated or written
-    tokenizer = backend.tokenizer
-    longest = max(archetypes.names, key=lambda a: len(archetypes.definitions[a]))
-    asks.append(("stage2_classifier", mediation.classifier_requests(
-        [(s.id, mediation.tag_sentence(s.text, [s.text])[0]) for s in sentences],
-        archetypes.names, config, tokenizer)))
-    if config.calibration.enabled:
-        asks.append(("stage3_calibration", calibration.calibration_requests(
-            [(s.id, s.text, [(s.text, longest)]) for s in sentences], domain,
-            archetypes.definitions, config, tokenizer)))
-    limit = config.engine.max_model_len
-    worst: dict[str, tuple[int, str]] = {}
-    for stage, requests in asks:
-        for r in requests:
-            need = len(r.prompt_ids) + r.max_tokens
-            if need > limit and need > worst.get(r.sentence, (0, ""))[0]:
-                worst[r.sentence] = (need, f"over the model's context: {stage} needs "
-                                           f"{len(r.prompt_ids)} prompt + {r.max_tokens} answer "
-                                           f"tokens > engine.max_model_len {limit}")
-    return {sid: reason for sid, (_, reason) in worst.items()}
-
-
 # --- predict ------------------------------------------------------------------------------------
 
 
@@ -319,6 +287,7 @@ def predict(texts: Texts, labels: Labels, config: str | os.PathLike[str] = DEFAU
     ``backend``/``make`` default to vLLM (tests pass fakes, as to ``run_pipeline``)."""
     from eval.engine import make_backend
     from eval.infer import run_pipeline
+    from eval.pipeline import context_problems
 
     source, lines = read_lines(texts)  # every check of the user's input before anything is written
     entries = read_labels(labels)

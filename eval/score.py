@@ -4,7 +4,9 @@ Prediction records: ``{"id": ..., "entities": [{"text": mention, "type": label},
 sentence whose id has no prediction record counts as predicting nothing; a prediction id that is
 not in the gold files is an error (it means the wrong gold or prediction file).
 
-Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`):
+Modes (every result names its mode, misc setting and :data:`SCORER_VERSION`), each registered in
+:data:`MODES` beside its matching function, so ``--mode``, the report's tables and its peer
+comparisons all follow the registry:
 
 ``string`` (default: the paper's and the SAM-NER authors' convention)
     Per sentence, the SET of (stripped mention, type) pairs of gold and prediction; repeated
@@ -34,7 +36,7 @@ import json
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -43,13 +45,14 @@ from typing import Any
 from core.cli import make_parser, run
 from core.io import DataError, ProjectError, iter_jsonl
 from core.mappings import MappingError, load_domain
-from core.records import Sentence, iter_sentences
+from core.records import Sentence, Span, iter_sentences
+from core.registry import Registry
 
 SCORER_VERSION = "samner-score/1.0"
-MODES = ("span", "string")
 MISC = "misc"
 
 Prediction = tuple[str, str]  # (mention text, type)
+Key = tuple[Any, ...]  # what a mode compares; its last element is the type
 
 
 class ScoreError(ProjectError):
@@ -125,7 +128,7 @@ def find_occurrences(tokens: list[str], mention_tokens: list[str]) -> list[int]:
             if tokens[i] == first and tokens[i:i + n] == mention_tokens]
 
 
-def _tally(score: DomainScore, gold: set[tuple[Any, str]], pred: set[tuple[Any, str]]) -> None:
+def tally(score: DomainScore, gold: set[Key], pred: set[Key]) -> None:
     """Add TP/FP/FN of one sentence; the last element of each key is the type."""
     for key in pred & gold:
         score.per_type[key[-1]].tp += 1
@@ -136,9 +139,73 @@ def _tally(score: DomainScore, gold: set[tuple[Any, str]], pred: set[tuple[Any, 
     score.total.add(Counts(len(pred & gold), len(pred - gold), len(gold - pred)))
 
 
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """One sentence as every mode sees it, misc already dropped when asked: a mode only picks
+    which of these it compares."""
+
+    sentence: Sentence
+    gold: list[Span]
+    pairs: set[Prediction]  # distinct (stripped mention, type)
+    spans: set[tuple[int, int, str]]  # every token-aligned occurrence of a predicted pair
+    not_found: list[Prediction]  # predicted pairs whose mention is nowhere in the sentence
+
+
+KeysFn = Callable[[Matched], tuple[set[Key], set[Key]]]
+
+
+@dataclass(frozen=True)
+class ScoreMode:
+    """A scoring mode: the keys it compares, and what the CLI and the report say about it."""
+
+    name: str
+    keys: KeysFn  # -> (gold keys, predicted keys)
+    description: str  # one line for --help
+    # recipes/paper_results.yaml peer ``matching`` conventions compared in this mode -> why
+    peers: Mapping[str, str] = field(default_factory=dict)
+    main: bool = False  # the paper's mode: the report's main setting and first tables
+
+
+MODES: Registry[ScoreMode] = Registry("score mode")
+
+
+def score_mode(name: str, description: str, peers: Mapping[str, str] | None = None,
+               main: bool = False) -> Callable[[KeysFn], KeysFn]:
+    """Register the decorated ``keys`` function as mode ``name`` (see :class:`ScoreMode`)."""
+    def add(keys: KeysFn) -> KeysFn:
+        MODES.add(name, ScoreMode(name, keys, description, dict(peers or {}), main))
+        return keys
+    return add
+
+
+@score_mode("span", "exact token offsets",
+            {"strict": "strict entity matching → span mode"})
+def span_keys(m: Matched) -> tuple[set[Key], set[Key]]:
+    """Exact (start, end, type) spans; a mention that is nowhere in the sentence cannot be a
+    span: it stays a key of its own, one false positive each."""
+    missing = {(None, text, etype) for text, etype in m.not_found}
+    return {s.key() for s in m.gold}, set(m.spans) | missing
+
+
+@score_mode("string", "the paper's string-set scoring", {
+    "string": "string-set matching → string mode",
+    "lenient": "LENIENT matching, looser than any of our modes → string mode, the closest (still "
+               "stricter than theirs)",
+    "unstated": "matching not stated → string mode (the paper's)"}, main=True)
+def string_keys(m: Matched) -> tuple[set[Key], set[Key]]:
+    """The sets of (stripped mention, type): the SAM-NER authors' scorer."""
+    return {(s.text.strip(), s.type) for s in m.gold}, set(m.pairs)
+
+
+def _unknown(mode: str) -> ScoreError:
+    return ScoreError(f"unknown mode {mode!r}; choose one of {MODES.names()}")
+
+
 def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[Prediction],
                    mode: str = "string", misc: bool = True) -> None:
     """Add one sentence's counts to ``score``."""
+    if mode not in MODES:
+        raise _unknown(mode)
     pairs = {(text.strip(), etype) for text, etype in predicted if misc or etype != MISC}
     gold_spans = [s for s in sentence.entities if misc or s.type != MISC]
     score.sentences += 1
@@ -151,23 +218,14 @@ def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[P
             not_found.append((text, etype))
         spans.update((s, s + len(mention_tokens), etype) for s in starts)
     score.not_found += len(not_found)
-    if mode == "span":
-        _tally(score, {s.key() for s in gold_spans}, spans)
-        # A mention that is nowhere in the sentence cannot be a span: one false positive each.
-        for _, etype in not_found:
-            score.per_type[etype].fp += 1
-            score.total.fp += 1
-    elif mode == "string":
-        _tally(score, {(s.text.strip(), s.type) for s in gold_spans}, pairs)
-    else:
-        raise ScoreError(f"unknown mode {mode!r}; choose one of {MODES}")
+    tally(score, *MODES[mode].keys(Matched(sentence, gold_spans, pairs, spans, not_found)))
 
 
 def score(gold: Iterable[Sentence], predictions: Mapping[str, list[Prediction]],
           mode: str = "string", misc: bool = True) -> ScoreReport:
     """Score predictions (id → [(mention, type)]) against gold sentences, grouped by domain."""
     if mode not in MODES:
-        raise ScoreError(f"unknown mode {mode!r}; choose one of {MODES}")
+        raise _unknown(mode)
     domains: dict[str, DomainScore] = {}
     seen: set[str] = set()
     for sentence in gold:
@@ -307,6 +365,13 @@ def format_report(report: ScoreReport, per_type: bool = True) -> str:
     return "\n".join(parts)
 
 
+def mode_help(default: str) -> str:
+    """The modes' descriptions, the paper's first: ``string (default): ...; span: ...``."""
+    modes = sorted(MODES.values(), key=lambda m: not m.main)
+    return "; ".join(f"{m.name}{' (default)' if m.name == default else ''}: {m.description}"
+                     for m in modes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--gold", nargs="+", default=[], help="gold sentence JSONL file(s)")
@@ -316,9 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("data"),
                         help="with --run, when run.json names no gold: the data root (gold is "
                              "DATA/<domain>/test.jsonl or the domain's `sentences` under DATA)")
-    parser.add_argument("--mode", choices=MODES, default="string",
-                        help="string (default): the paper's string-set scoring; span: exact "
-                             "token offsets")
+    parser.add_argument("--mode", choices=MODES.names(), default="string",
+                        help=mode_help("string"))
     parser.add_argument("--no-misc", action="store_true", help="drop misc from gold and prediction")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--no-per-type", action="store_true", help="omit the per-type table")

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from core.messages import Completion, Request
+from core.prompt_formats import PROMPT_FORMATS
 from core.prompts import AUTHORS_EXPLORER_PREAMBLE
 from core.records import Sentence
 from core.templates import user_content
 from data_prep import pile_ner, train_data
 from eval.config import ConfigError, load_config
-from eval.discovery import PROMPT_FORMATS, extractor_requests, parse_extraction
+from eval.discovery import extractor_requests, parse_extraction
 from tests.conftest import REPO, run_json
 
 AUTHORS_CONFIG = REPO / "recipes" / "infer" / "llama3-8b-authors.yaml"

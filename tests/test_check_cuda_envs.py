@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from core.devices import place_shards, visible_gpu_ids
 from core.messages import Request
 from eval import engine
-from eval.placement import place_shards, visible_gpu_ids
 from eval.plan import load_unchecked
 from tools import check_cuda_envs as driver
 from tools import cuda_env_checks as checks

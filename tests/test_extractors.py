@@ -50,7 +50,7 @@ def test_old_style_config_says_how_to_convert(tmp_path):
     assert "old-style config (anchor_adapter, explorer_adapter, ccr)" in message
     assert "anchor_adapter -> extractors.anchor" in message
     assert "ccr -> consensus (rule: ccr, corroborator: anchor" in message
-    assert "prompt` (iepile | explorer | zero_shot)" in message
+    assert "prompt` (iepile | explorer | authors_explorer | zero_shot)" in message
 
 
 @pytest.mark.parametrize(("extractors", "message"), [

@@ -44,7 +44,7 @@ from vllm import LLM, SamplingParams
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.platforms import current_platform
-from eval.placement import visible_gpu_ids
+from core.devices import visible_gpu_ids
 print(json.dumps({"vllm": vllm.__version__, "cuda": current_platform.is_cuda(),
                   "torch_cuda": torch.version.cuda, "visible": visible_gpu_ids()}))
 """
@@ -78,4 +78,4 @@ def test_train_env_computes_on_the_gpu() -> None:
 def test_infer_env_is_the_cuda_vllm_build() -> None:
     result = run_script(cuda_env("infer"), INFER_SCRIPT)
     assert result["cuda"] is True and result["torch_cuda"]
-    assert result["visible"], "eval.placement sees no GPU in the infer env"
+    assert result["visible"], "core.devices sees no GPU in the infer env"

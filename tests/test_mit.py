@@ -22,7 +22,8 @@ from eval.config import load_config
 from eval.discovery import extractor_types
 from eval.engine import FakeBackend
 from eval.infer import run_pipeline
-from eval.report import build, number_time_labels, render_markdown
+from eval.report_build import build, number_time_labels
+from eval.report_render import render_markdown
 from eval.score import gold_file, load_predictions, score
 from tests.conftest import REPO
 

@@ -13,16 +13,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from core.devices import FAKE_GPUS_ENV, place_shards, tp_problem, visible_gpu_ids
 from core.io import ProjectError
 from eval.config import ConfigError, InferenceConfig, load_config, validate
-from eval.placement import (
-    FAKE_GPUS_ENV,
-    SINGLE_PROCESS_ON_CUDA,
-    place_shards,
-    placement_problems,
-    tp_problem,
-    visible_gpu_ids,
-)
+from eval.placement import SINGLE_PROCESS_ON_CUDA, placement_problems
 from tests.conftest import REPO
 from tools import fetch_models
 from tools.demo import ADAPTER_KEY
@@ -115,8 +109,14 @@ def test_placement_problems_read_a_local_model(tmp_path: Path) -> None:
     assert placement_problems(gpu_config(model, tp=4), EIGHT) == []
     assert placement_problems(gpu_config(model, tp=8), EIGHT) == [
         f"engine.tensor_parallel_size: {model} has 28 attention heads, which TP=8 does not divide"]
-    # a Hub id has no local config.json: the head check is skipped (the dry run says so)
-    assert placement_problems(gpu_config("Qwen/Qwen2.5-7B-Instruct", tp=8), EIGHT) == []
+    # a Hub id has no local config.json: a registered backbone's heads stand in (core/backbones)
+    assert placement_problems(gpu_config("Qwen/Qwen2.5-7B-Instruct", tp=8), EIGHT) == [
+        "engine.tensor_parallel_size: Qwen/Qwen2.5-7B-Instruct has 28 attention heads, which "
+        "TP=8 does not divide"]
+    assert placement_problems(gpu_config("Qwen/Qwen2.5-7B-Instruct", tp=4), EIGHT) == []
+    # Llama3-8B: 32 heads, 8 KV heads; an unregistered hub id is not checked (the dry run says so)
+    assert placement_problems(gpu_config("meta-llama/Meta-Llama-3-8B-Instruct", tp=8), EIGHT) == []
+    assert placement_problems(gpu_config("someone/unknown-7b", tp=8), EIGHT) == []
 
 
 def test_single_process_is_refused_on_cuda_only(tmp_path: Path) -> None:
@@ -215,7 +215,7 @@ def missing_lines(tmp_path: Path) -> list[str]:
 
 HUB_NOTE = ("note: meta-llama/Meta-Llama-3-8B-Instruct (revision "
             "5f0b02c75b57c5855da9ae460ce51323ea669d8a) is a Hub id: vLLM downloads it on first "
-            "use; the TP/attention-head check is skipped (no local config.json)")
+            "use; the TP/attention-head check used the registered backbone's heads")
 
 
 def test_dry_run_prints_one_line_per_shard_and_what_is_missing(tmp_path: Path) -> None:

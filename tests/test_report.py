@@ -27,23 +27,18 @@ from statistics import mean
 import pytest
 import yaml
 
+from core.backbones import BACKBONES, paper_row_for
 from core.io import ProjectError
 from core.records import Sentence, Span
-from eval.report import (
-    AVG,
-    DEFAULT_PAPER,
-    LLAMA_ROW,
-    QWEN_ROW,
-    SETTINGS,
-    build,
-    load_paper,
-    main,
-    model_warnings,
-    paper_row_for,
-    render_markdown,
-    setting_name,
-)
+from eval.paper import DEFAULT_PAPER, load_paper
+from eval.report import main
+from eval.report_build import AVG, build, setting_name, settings
+from eval.report_caveats import model_warnings
+from eval.report_render import render_markdown
 from eval.score import SCORER_VERSION
+
+LLAMA_ROW = BACKBONES["llama3-8b"].paper_row
+QWEN_ROW = BACKBONES["qwen2.5-7b"].paper_row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -113,7 +108,9 @@ def tiny_run(tmp_path):
 def test_scores_in_all_four_settings(tiny_run):
     run_dir, data = tiny_run
     report = build(run_dir, data)
-    assert list(report.reports) == [setting_name(m, x) for m, x in SETTINGS]
+    assert list(report.reports) == [setting_name(m, x) for m, x in settings()]
+    assert list(report.reports) == ["string/misc-on", "string/misc-off", "span/misc-on",
+                                    "span/misc-off"]
     for name, domains in EXPECTED.items():
         for domain, counts in domains.items():
             total = report.reports[name].domains[domain].total
@@ -176,7 +173,7 @@ def test_report_md_paper_numbers_warnings_stats_and_plots(tiny_run, tmp_path, ca
     assert SCORER_VERSION in md and "with `misc` counted" in md
     assert "## mode=string, misc=on — main setting (the paper's: string mode, misc kept)" in md
     assert md.index("## mode=string, misc=on") < md.index("## mode=string, misc=off")
-    for mode, misc in SETTINGS:
+    for mode, misc in settings():
         assert f"## mode={mode}, misc={'on' if misc else 'off'}" in md
     # Paper F1 beside ours: ai 58.2, music 71.2, and their mean for the Avg. row.
     assert "| ai | 2 | 66.7 | 50.0 | **57.1** | 58.2 | -1.1 |" in md
@@ -224,10 +221,22 @@ def test_run_without_config_is_flagged(tiny_run):
     assert any("no config.yaml" in w for w in report.warnings)
 
 
-def test_paper_row_follows_the_backbone():
-    assert paper_row_for({"model": "Qwen/Qwen2.5-7B-Instruct"}) == QWEN_ROW
-    assert paper_row_for({"model": "meta-llama/Meta-Llama-3-8B-Instruct"}) == LLAMA_ROW
-    assert paper_row_for(None) == LLAMA_ROW
+def test_paper_row_follows_the_backbone(tiny_run):
+    assert paper_row_for("Qwen/Qwen2.5-7B-Instruct") == QWEN_ROW
+    assert paper_row_for("meta-llama/Meta-Llama-3-8B-Instruct") == LLAMA_ROW
+    assert paper_row_for("") == LLAMA_ROW
+    run_dir, data = tiny_run
+    assert build(run_dir, data).paper_row == LLAMA_ROW  # models/tiny-llama: the Llama family
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": "models/qwen2.5-coder-0.5b"}))
+    assert build(run_dir, data).paper_row == QWEN_ROW
+    (run_dir / "config.yaml").unlink()
+    assert build(run_dir, data).paper_row == LLAMA_ROW
+
+
+def test_a_model_that_is_no_paper_backbone_is_named_with_the_backbones():
+    warnings, _ = model_warnings({"model": "mistralai/Mistral-7B-Instruct"})
+    assert warnings == ["model 'mistralai/Mistral-7B-Instruct' is not one of the paper's "
+                        "backbones (Llama3-8B-Instruct, Qwen2.5-7B-Instruct)"]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "no_records"])

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from core.records import Sentence, Span
 from eval.score import (
+    MODES,
     SCORER_VERSION,
     DataError,
+    DomainScore,
     ScoreError,
     find_occurrences,
     load_gold,
     load_predictions,
     main,
     score,
+    score_sentence,
 )
 from tests.conftest import CROSSNER_DOMAINS
 
@@ -126,8 +130,27 @@ def test_unknown_prediction_id_is_a_clear_error():
 
 
 def test_unknown_mode_is_rejected():
-    with pytest.raises(ScoreError, match="unknown mode"):
+    with pytest.raises(ScoreError, match=re.escape("unknown mode 'fuzzy'; choose one of "
+                                                   "('span', 'string')")):
         score([BOB], {}, mode="fuzzy")
+    with pytest.raises(ScoreError, match="unknown mode 'fuzzy'"):
+        score_sentence(DomainScore(), BOB, [], mode="fuzzy")
+
+
+def test_cli_modes_come_from_the_registry(capsys):
+    """``--mode`` offers the registered modes, string the default; the help says what each is."""
+    assert MODES.names() == ("span", "string")
+    assert [m.name for m in MODES.values() if m.main] == ["string"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--mode {span,string}" in help_text
+    assert ("string (default): the paper's string-set scoring; span: exact token offsets"
+            in help_text)
+    with pytest.raises(SystemExit) as exc:
+        main(["--gold", "g", "--pred", "p", "--mode", "fuzzy"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'fuzzy'" in capsys.readouterr().err
 
 
 def test_average_is_the_mean_of_domain_f1s_not_pooled():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.prompt_formats import anchor_content, type_chunks
 from core.templates import get_template, prompt_text, prompt_token_ids, user_content
-from eval.discovery import anchor_content, type_chunks
 from tests.conftest import run_json
 
 CONTENT = user_content('Extract entities.\nSchema: ["band", "song"]',
@@ -120,7 +120,7 @@ IEPILE_SCRIPT = """
 import json, sys
 from transformers import AutoTokenizer
 from eval.config import IEPileConfig
-from eval.discovery import anchor_content
+from core.prompt_formats import anchor_content
 from core.templates import prompt_token_ids
 tok = AutoTokenizer.from_pretrained(sys.stdin.read().strip())
 query = anchor_content(IEPileConfig().instruction, ["person", "location", "organisation"],

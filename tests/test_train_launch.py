@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from eval.placement import FAKE_GPUS_ENV, cuda_devices
+from core.devices import FAKE_GPUS_ENV, cuda_devices
 from tests.conftest import run_json
 from tools import train
 

@@ -516,8 +516,9 @@ def create_engine_config() -> str:
 
 
 def dp_shards() -> str:
+    from core.devices import FAKE_GPUS_ENV
     from eval import infer
-    from eval.placement import FAKE_GPUS_ENV, check_placement
+    from eval.placement import check_placement
     from eval.plan import load_unchecked
 
     class Done:
@@ -641,7 +642,7 @@ def dry_runs(train: Any) -> str:
     import contextlib
     import io
 
-    from eval.placement import FAKE_GPUS_ENV
+    from core.devices import FAKE_GPUS_ENV
 
     count = [0]
     fake_gpus(count)

@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from core.cli import make_parser
+from core.devices import looks_local
 from core.io import ProjectError, read_yaml_mapping
+from core.overrides import apply_overrides
 from core.register import training_data_record, write_adapter_training_data
-from eval.placement import looks_local
 
 # Read by LlamaFactory's launcher (llamafactory/launcher.py) and passed through unchanged.
 MULTI_NODE_VARS = ("NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "NPROC_PER_NODE")
@@ -61,18 +60,8 @@ class Finding:
     missing: bool = False
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RecipeError(f"override {item!r} is not key=value")
-        overrides[key.strip()] = yaml.safe_load(value) if value else None
-    return overrides
-
-
 def load_recipe(path: str | os.PathLike[str], overrides: list[str]) -> dict[str, Any]:
-    return {**read_yaml_mapping(path, RecipeError), **parse_overrides(overrides)}
+    return apply_overrides(read_yaml_mapping(path, RecipeError), overrides, RecipeError)
 
 
 def device_neutral(recipe: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +245,7 @@ def _gpus_line(recipe: dict[str, Any], gpus: int, capability: tuple[int, int] | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval.placement import cuda_devices
+    from core.devices import cuda_devices
 
     parser = make_parser(__doc__)
     parser.add_argument("recipe")
