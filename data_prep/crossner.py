@@ -22,19 +22,19 @@ import os
 import sys
 from pathlib import Path
 
-from core.bio import ConversionStats, parse_bio
+from core.bio import ConversionStats
 from core.cli import make_parser, run
 from core.io import DataError
 from core.mappings import CROSSNER_DOMAINS
-from core.records import save_sentences
-from core.sources import of_dataset, published_test_counts
+from core.sources import of_dataset
+from data_prep.convert import off_size, print_summary, read_sources, write_parsed
 from data_prep.download import download
 
 SPLITS = ("train", "dev", "test")
 
-# Published test-split sizes (sentences, entity spans), from the domains' YAML (core/sources.py):
-# a mismatch means a changed or cut file.
-EXPECTED_TEST_COUNTS = published_test_counts(of_dataset("crossner"))
+# The five domains' raw folders and published sizes (sentences, entity spans): their domain
+# YAML's source block (core/sources.py); a mismatch means a changed or cut file.
+SOURCES = of_dataset("crossner")
 
 
 def convert(
@@ -44,33 +44,20 @@ def convert(
     splits: tuple[str, ...] = SPLITS,
     repair: bool = False,
 ) -> dict[tuple[str, str], ConversionStats]:
-    """Convert ``SRC/<domain>/<split>.txt`` to ``OUT/<domain>/<split>.jsonl`` (atomic writes)."""
-    results: dict[tuple[str, str], ConversionStats] = {}
-    for domain in domains:
-        for split in splits:
-            source = Path(src) / domain / f"{split}.txt"
-            if not source.is_file():
-                hint = "file not found (is --src the CrossNER ner_data dir?)"
-                raise DataError(source, None, hint)
-            sentences, stats = parse_bio(source, domain, split, repair=repair)
-            save_sentences(Path(out) / domain / f"{split}.jsonl", sentences)
-            results[(domain, split)] = stats
-    return results
+    """Convert ``SRC/<domain>/<split>.txt`` to ``OUT/<domain>/<split>.jsonl``: every file is
+    read and checked before the first is written (atomic writes)."""
+    unknown = [d for d in domains if d not in SOURCES]
+    if unknown:
+        raise DataError(src, None, f"unknown CrossNER domain(s) {unknown} (have: "
+                                   f"{', '.join(SOURCES)})")
+    parsed = read_sources([SOURCES[d] for d in domains], src, splits, repair,
+                          hint="file not found (is --src the CrossNER ner_data dir?)")
+    return write_parsed(parsed, lambda domain: Path(out) / domain)
 
 
-def check_published_counts(results: dict[tuple[str, str], ConversionStats],
-                           published: dict[str, tuple[int, int]] = EXPECTED_TEST_COUNTS
-                           ) -> list[str]:
-    """Describe every converted test split whose size differs from the published one."""
-    problems = []
-    for (domain, split), stats in results.items():
-        expected = published.get(domain) if split == "test" else None
-        if expected and (stats.sentences, stats.entities) != expected:
-            problems.append(
-                f"{domain}/test: {stats.sentences} sentences / {stats.entities} entities, "
-                f"published {expected[0]} / {expected[1]}"
-            )
-    return problems
+def check_published_counts(results: dict[tuple[str, str], ConversionStats]) -> list[str]:
+    """Describe every converted split whose size differs from the published one."""
+    return off_size(results, SOURCES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,22 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"crossner: {fetched} files downloaded, {present} already verified ({args.raw})")
         src = args.src or args.raw
         results = convert(src, args.out, tuple(args.domains), tuple(args.splits), args.repair)
-        print_summary(results, args.out)
+        print_summary(results, SOURCES, args.out)
 
     return run(body)
-
-
-def print_summary(results: dict[tuple[str, str], ConversionStats], out: str | os.PathLike[str],
-                  published: dict[str, tuple[int, int]] = EXPECTED_TEST_COUNTS) -> None:
-    """What a converter CLI prints: counts per file, then a warning per off-size test split."""
-    for (domain, split), stats in results.items():
-        fixed = stats.repaired_orphan_i
-        repaired = f", {fixed} orphan I- tags repaired" if fixed else ""
-        print(f"{domain:>14}/{split:<5} {stats.sentences:5d} sentences "
-              f"{stats.entities:5d} entities{repaired}")
-    for problem in check_published_counts(results, published):
-        print(f"warning: {problem}", file=sys.stderr)
-    print(f"wrote {len(results)} files under {out}")
 
 
 if __name__ == "__main__":

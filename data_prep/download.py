@@ -18,19 +18,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm import tqdm
 
 from core.cli import make_parser, run
-from core.io import DataError, ProjectError, atomic_writer, sha256_of
+from core.io import DataError, ProjectError, atomic_writer, read_yaml_mapping, sha256_of
 
 SOURCES = Path(__file__).resolve().parent.parent / "recipes" / "data_sources.yaml"
 CHUNK = 1 << 16
 
 
 def load_source(name: str, sources: Path = SOURCES) -> dict[str, Any]:
-    with open(sources, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+    data = read_yaml_mapping(sources)
     if name not in data:
         raise ProjectError(f"{sources}: no source named {name!r} (have: {', '.join(data)})")
     return data[name]

@@ -24,15 +24,13 @@ import os
 import sys
 from pathlib import Path
 
-from core.bio import ConversionStats, parse_bio
+from core.bio import ConversionStats
 from core.cli import make_parser, run
 from core.io import DataError
-from core.records import save_sentences
-from core.sources import of_dataset, published_test_counts
-from data_prep.crossner import print_summary
+from core.sources import of_dataset
+from data_prep.convert import print_summary, read_sources, write_parsed
 from data_prep.download import download
 
-# domain name (as in mappings/domains/) -> its folder in the MIT layout
 # The MIT domains and their raw folders and published sizes (sentences, entity spans; PROVENANCE
 # section 6, checked against three independent copies) come from their domain YAML's source
 # block (core/sources.py): a mismatch means a changed or cut file.
@@ -41,7 +39,6 @@ DOMAINS = {name: source.folder for name, source in _SOURCES.items()}
 SPLITS = ("train", "test")
 EXPECTED_COUNTS = {(name, split): n for name, source in _SOURCES.items()
                    for split, n in source.published.items()}
-EXPECTED_TEST_COUNTS = published_test_counts(_SOURCES)
 
 
 def convert(
@@ -52,22 +49,14 @@ def convert(
     repair: bool = False,
 ) -> dict[tuple[str, str], ConversionStats]:
     """Convert ``SRC/<movie|restaurant>/<split>.txt`` to ``OUT/<domain>/<split>.jsonl``; every
-    source file is checked to exist before the first is converted."""
+    source file is checked and read before the first is written."""
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown:
         raise DataError(src, None, f"unknown MIT domain(s) {unknown} (have: {', '.join(DOMAINS)})")
-    sources = {(d, split): Path(src) / DOMAINS[d] / f"{split}.txt"
-               for d in domains for split in splits}
-    for source in sources.values():
-        if not source.is_file():
-            raise DataError(source, None, "file not found (is --src the MIT dir with movie/ "
-                                          "and restaurant/?)")
-    results: dict[tuple[str, str], ConversionStats] = {}
-    for (domain, split), source in sources.items():
-        sentences, stats = parse_bio(source, domain, split, repair=repair, tag_first=True)
-        save_sentences(Path(out) / domain / f"{split}.jsonl", sentences)
-        results[(domain, split)] = stats
-    return results
+    parsed = read_sources([_SOURCES[d] for d in domains], src, splits, repair,
+                          hint="file not found (is --src the MIT dir with movie/ and "
+                               "restaurant/?)")
+    return write_parsed(parsed, lambda domain: Path(out) / domain)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                   "no licence stated by MIT SLS: research use")
         results = convert(args.src or args.raw, args.out, tuple(args.domains),
                           tuple(args.splits), args.repair)
-        print_summary(results, args.out, EXPECTED_TEST_COUNTS)
+        print_summary(results, _SOURCES, args.out)
 
     return run(body)
 

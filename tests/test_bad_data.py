@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.bio import parse_bio
 from core.io import DataError, iter_jsonl, read_json_or_jsonl
 from core.records import load_sentences
 from data_prep import crossner
@@ -32,20 +33,20 @@ def error_of(call, *args) -> str:
 
 def test_bio_byte_that_is_not_utf8_names_file_and_line(tmp_path):
     path = write(tmp_path / "x.txt", b"The\tO\nBand\tO\nM\xf6tley\tB-band\n")  # Latin-1 "ö"
-    assert error_of(crossner.parse_bio, path, "d", "s") == (
+    assert error_of(parse_bio, path, "d", "s") == (
         f"{path}:3: not UTF-8: byte 0xf6 at column 2 (invalid start byte); save the file as UTF-8")
 
 
 @pytest.mark.parametrize("data", [b"", b"\n\n  \n"], ids=["empty", "blank lines"])
 def test_bio_file_without_a_sentence_fails(tmp_path, data):
     path = write(tmp_path / "x.txt", data)
-    assert error_of(crossner.parse_bio, path, "d", "s") == (
+    assert error_of(parse_bio, path, "d", "s") == (
         f"{path}: no sentences: the file is empty or blank")
 
 
 def test_bio_bom_is_dropped(tmp_path):
     path = write(tmp_path / "x.txt", BOM + b"Paris\tB-location\nis\tO\n")
-    sentences, _ = crossner.parse_bio(path, "d", "s")
+    sentences, _ = parse_bio(path, "d", "s")
     assert sentences[0].tokens == ["Paris", "is"]
     assert [(e.text, e.type) for e in sentences[0].entities] == [("Paris", "location")]
 
@@ -58,7 +59,7 @@ def test_bio_bom_is_dropped(tmp_path):
 ])
 def test_bio_token_with_whitespace_names_file_and_line(tmp_path, line, token):
     path = write(tmp_path / "x.txt", f"In\tO\n{line}\n".encode())
-    assert error_of(crossner.parse_bio, path, "d", "s") == (
+    assert error_of(parse_bio, path, "d", "s") == (
         f"{path}:2: token {token!r} contains whitespace (tokens are joined with spaces: its "
         f"spans could never match)")
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from core.bio import parse_bio
 from core.io import DataError
 from core.records import load_sentences
 from data_prep import crossner
@@ -64,7 +65,7 @@ def write_bio(tmp_path, text: str):
 
 def test_small_file_parse(tmp_path):
     path = write_bio(tmp_path, "The\tO\nNew\tB-band\nOrder\tI-band\n\nParis\tB-location\r\n")
-    sentences, stats = crossner.parse_bio(path, "music", "dev")
+    sentences, stats = parse_bio(path, "music", "dev")
     assert [s.tokens for s in sentences] == [["The", "New", "Order"], ["Paris"]]
     assert [(e.start, e.end, e.type, e.text) for e in sentences[0].entities] == [
         (1, 3, "band", "New Order")]
@@ -74,7 +75,7 @@ def test_small_file_parse(tmp_path):
 
 def test_adjacent_b_tags_make_two_entities(tmp_path):
     path = write_bio(tmp_path, "Ann\tB-person\nBo\tB-person\nCy\tI-person\n")
-    sentences, _ = crossner.parse_bio(path, "d", "s")
+    sentences, _ = parse_bio(path, "d", "s")
     assert [(e.start, e.end) for e in sentences[0].entities] == [(0, 1), (1, 3)]
 
 
@@ -89,7 +90,7 @@ def test_adjacent_b_tags_make_two_entities(tmp_path):
 def test_malformed_lines_fail_with_file_and_line(tmp_path, text, line, message):
     path = write_bio(tmp_path, text)
     with pytest.raises(DataError) as err:
-        crossner.parse_bio(path, "d", "s")
+        parse_bio(path, "d", "s")
     assert err.value.line == line
     assert str(err.value).startswith(f"{path}:{line}: ")
     assert message in str(err.value)
@@ -97,7 +98,7 @@ def test_malformed_lines_fail_with_file_and_line(tmp_path, text, line, message):
 
 def test_repair_turns_orphan_i_into_b_and_counts(tmp_path):
     path = write_bio(tmp_path, "The\tO\nOrder\tI-band\nNew\tB-band\nSong\tI-song\n")
-    sentences, stats = crossner.parse_bio(path, "d", "s", repair=True)
+    sentences, stats = parse_bio(path, "d", "s", repair=True)
     assert stats.repaired_orphan_i == 2
     assert [(e.start, e.end, e.type) for e in sentences[0].entities] == [
         (1, 2, "band"), (2, 3, "band"), (3, 4, "song")]
