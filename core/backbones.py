@@ -53,3 +53,14 @@ def paper_row_for(model: str) -> str:
         return exact.paper_row
     entries = list(BACKBONES.values())
     return next((b.paper_row for b in entries if b.family in key), entries[0].paper_row)
+
+
+def template_problems(model: str, asked: dict[str, str]) -> list[str]:
+    """``where: template`` settings that ask a registered backbone in another chat template
+    than its own (an adapter trained with it would be asked in a format it never saw)."""
+    backbone = backbone_of(model)
+    if backbone is None:
+        return []
+    return [f"{where}: {template!r}, but {model} is {backbone.name}, whose chat template is "
+            f"{backbone.template!r} (core/backbones.py)"
+            for where, template in asked.items() if template != backbone.template]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.backbones import template_problems
 from core.definitions import apply_definitions, load_definitions
 from core.io import ConfigError, read_yaml_mapping
 from core.mappings import MappingError, load_domain
@@ -409,6 +410,14 @@ def _stage2_problems(config: InferenceConfig) -> list[str]:
     return problems
 
 
+def _backbone_template_problems(config: InferenceConfig) -> list[str]:
+    """The calibrator and the stage-2 adapters share the base model: its chat template."""
+    return template_problems(config.model, {
+        "calibrator_template": config.calibrator_template,
+        **{f"{section}.template": getattr(config, section).template
+           for section in STAGE2_SECTIONS.values() if getattr(config, section).enabled}})
+
+
 def validate(config: InferenceConfig, check_paths: bool = True) -> None:
     problems = []
     if not config.model and config.engine.backend != "fake":
@@ -432,6 +441,7 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
     problems += _stage1_problems(config)
     if config.calibrator_template not in TEMPLATES:
         problems.append(f"calibrator_template: unknown {config.calibrator_template!r}")
+    problems += _backbone_template_problems(config)
     problems += _stage2_problems(config)
     if config.calibration.mode not in CALIBRATION_MODES:
         problems.append(f"calibration.mode: unknown {config.calibration.mode!r}")

@@ -20,7 +20,9 @@ from core.messages import Request
 from eval import engine
 from eval.plan import load_unchecked
 from tools import check_cuda_envs as driver
-from tools import cuda_env_checks as checks
+from tools import cuda_checks_common as common
+from tools import cuda_checks_infer as infer_env
+from tools import cuda_checks_train as train_env
 from tools import train
 from tools.envs import REPO
 
@@ -49,23 +51,23 @@ def _mark(mark: str, data: dict[str, Any]) -> str:
 def test_parse_results_picks_marked_lines_out_of_the_logs() -> None:
     output = "\n".join([
         "INFO 12-03 vllm: something",
-        _mark(checks.VERSIONS_MARK, {"env": "infer", "versions": {"vllm": "0.32.0"}}),
-        _mark(checks.CHECK_MARK, {"env": "infer", "name": "a", "ok": True, "detail": "fine"}),
+        _mark(common.VERSIONS_MARK, {"env": "infer", "versions": {"vllm": "0.32.0"}}),
+        _mark(common.CHECK_MARK, {"env": "infer", "name": "a", "ok": True, "detail": "fine"}),
         "  SAMNER-CHECK not at the start of the line",
-        _mark(checks.CHECK_MARK, {"env": "infer", "name": "b", "ok": False, "detail": "bad"}),
-        _mark(checks.VERSIONS_MARK, {"env": "infer", "versions": {"torch": "2.13.0"}}),
+        _mark(common.CHECK_MARK, {"env": "infer", "name": "b", "ok": False, "detail": "bad"}),
+        _mark(common.VERSIONS_MARK, {"env": "infer", "versions": {"torch": "2.13.0"}}),
     ])
     found, versions = driver.parse_results(output)
     assert found == [driver.Check("infer", "a", True, "fine"),
                      driver.Check("infer", "b", False, "bad")]
     assert versions == {"infer": {"vllm": "0.32.0", "torch": "2.13.0"}}
-    assert driver.CHECK_MARK == checks.CHECK_MARK  # one protocol on both sides
-    assert driver.VERSIONS_MARK == checks.VERSIONS_MARK
+    assert driver.CHECK_MARK == common.CHECK_MARK  # one protocol on both sides
+    assert driver.VERSIONS_MARK == common.VERSIONS_MARK
 
 
 def test_emit_and_parse_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
-    assert checks.check("train", "works", lambda: "detail\nover lines")
-    assert not checks.check("train", "raises", lambda: 1 / 0)
+    assert common.check("train", "works", lambda: "detail\nover lines")
+    assert not common.check("train", "raises", lambda: 1 / 0)
     found, _ = driver.parse_results(capsys.readouterr().out)
     assert found[0] == driver.Check("train", "works", True, "detail over lines")
     assert not found[1].ok
@@ -139,7 +141,7 @@ def test_human_bytes(size: int | None, text: str) -> None:
 def test_run_plan_covers_every_deepspeed_recipe_under_torchrun() -> None:
     recipes = driver.gpu_recipes(REPO / "recipes" / "train")
     assert recipes and not [p for p in recipes if p.stem.endswith("-cpu")]
-    assert [p.name for p in recipes] == [p.name for p in checks.TRAIN_RECIPES]
+    assert [p.name for p in recipes] == [p.name for p in common.TRAIN_RECIPES]
     ds = [str(p.relative_to(REPO)) for p in driver.deepspeed_recipes(recipes)]
     assert ds and all(p.endswith("-ds-z3.yaml") for p in ds)
     runs = driver.plan_runs(ds, 29512)
@@ -171,27 +173,27 @@ def test_the_doc_holds_a_real_run() -> None:
 
 
 def test_dry_run_table_is_what_plan_launch_prints() -> None:
-    for (recipe, gpus), line in checks.DRY_RUNS.items():
+    for (recipe, gpus), line in train_env.DRY_RUNS.items():
         assert train.plan_launch(recipe, [], train.load_recipe(recipe, []), gpus,
                                  {}).line() == line
 
 
 def test_dp_table_is_what_placement_plans() -> None:
-    for (dp, tp, mask, gpus), masks in checks.DP_PLANS.items():
+    for (dp, tp, mask, gpus), masks in infer_env.DP_PLANS.items():
         environ = {} if mask is None else {"CUDA_VISIBLE_DEVICES": mask}
         shards = place_shards(visible_gpu_ids(gpus, environ), dp, tp)
         assert [",".join(s) for s in shards] == masks
 
 
 def test_pinned_reads_every_exact_pin_through_includes() -> None:
-    pins = checks.pinned(REPO / "requirements" / "infer-cuda.txt")
+    pins = common.pinned(REPO / "requirements" / "infer-cuda.txt")
     assert pins["vllm"] == "0.32.0" and pins["pyyaml"] == "6.0.3"  # -r ../requirements.txt
-    assert checks.pinned(REPO / "requirements" / "train.txt")["torch"] == "2.13.0"
+    assert common.pinned(REPO / "requirements" / "train.txt")["torch"] == "2.13.0"
 
 
 def test_adapter_ranks_come_from_their_recipes_and_the_iepile_lora() -> None:
     config = load_unchecked(LLAMA, [])
-    found = {role: checks.adapter_lora_config(config, role, a)
+    found = {role: infer_env.adapter_lora_config(config, role, a)
              for role, a in config.adapters_by_role().items()}
     assert {role: (c["r"], c["lora_alpha"]) for role, c in found.items()} == {
         "anchor": (64, 64), "explorer": (8, 16), "classifier": (8, 16)}
@@ -199,8 +201,8 @@ def test_adapter_ranks_come_from_their_recipes_and_the_iepile_lora() -> None:
 
 
 def test_engine_kwarg_problems() -> None:
-    assert checks.engine_kwarg_problems({"model": 1, "dtype": 2, "bogus": 3},
-                                        {"model", "dtype"}, {"seed"}) == ["bogus"]
+    assert infer_env.engine_kwarg_problems({"model": 1, "dtype": 2, "bogus": 3},
+                                           {"model", "dtype"}, {"seed"}) == ["bogus"]
 
 
 # --- eval/engine.py's builders: one code path for the engine and the CUDA check --------------
@@ -284,7 +286,7 @@ def test_sampling_params_keywords(fake_vllm: types.SimpleNamespace, request_: Re
     else:
         assert params.structured_outputs.kwargs == structured
     # what the CUDA check asserts of vLLM's own SamplingParams holds for the builder's call
-    assert checks.describe_params(request_, params, SAMPLING)
+    assert infer_env.describe_params(request_, params, SAMPLING)
     assert engine.tokens_prompt(request_) == {"prompt_token_ids": request_.prompt_ids}
 
 
@@ -327,7 +329,7 @@ def test_vllm_backend_uses_the_builders(fake_vllm: types.SimpleNamespace,
 
 def test_stage_requests_build_on_cpu_and_cover_every_stage() -> None:
     config = load_unchecked(LLAMA, ["extraction.constrain_to_spans=true"])
-    found = checks.stage_requests(config)
+    found = infer_env.stage_requests(config)
     assert set(found) == {"stage1_anchor", "stage1_explorer", "stage2_classifier",
                           "stage2_direct", "stage3_calibration"}
     assert all(found.values())

@@ -191,8 +191,9 @@ def render_doc(report: Report, prefix: Path) -> str:
         "",
         "Written by `make check-cuda-envs`"
         " ([tools/check_cuda_envs.py](../tools/check_cuda_envs.py), checks in"
-        " [tools/cuda_env_checks.py](../tools/cuda_env_checks.py)); each run replaces"
-        " this file. Run it when a file in `requirements/` changes; it is not part of"
+        " [tools/cuda_env_checks.py](../tools/cuda_env_checks.py) and the"
+        " `tools/cuda_checks_*.py` modules it runs); each run replaces this file. Run it"
+        " when a file in `requirements/` changes; it is not part of"
         " `make test` (the two environments download several GB).",
         "",
         f"**Last run:** {report.date} on {report.machine}: **{summary(report.checks)}**.",
