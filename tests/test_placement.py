@@ -88,7 +88,7 @@ def test_tp_must_fit_the_heads(heads: int, kv_heads: int, tp: int, problem: str 
 
 
 def qwen_like(tmp_path: Path) -> str:
-    model = tmp_path / "qwen2.5-7b"
+    model = tmp_path / "qwen-like"  # not a registered backbone id: its templates are unchecked
     model.mkdir()
     (model / "config.json").write_text(json.dumps(
         {"architectures": ["Qwen2ForCausalLM"], "num_attention_heads": 28,
