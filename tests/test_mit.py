@@ -259,16 +259,15 @@ def test_gpu_configs_run_the_seven(config):
 def test_make_infer_domain_groups(domain, expected, needs_data):
     output = make_n("infer", f"DOMAIN={domain}")
     assert infer_domains(output) == expected
-    assert ("-m data_prep.mit" in output) is needs_data
-    assert ("-m data_prep.crossner" in output) is needs_data
+    assert ("-m data_prep.convert" in output) is needs_data
 
 
 def test_make_data_converts_crossner_and_mit_and_eval_takes_the_data_root():
     data = make_n("data", "DATA_DIR=d")
-    assert "-m data_prep.crossner --src ../shared/data/crossner --out d/crossner" in data
-    assert "-m data_prep.mit --src ../shared/data/mit --out d" in data
-    offline = make_n("data", "DATA_DIR=d", "CROSSNER_DIR=", "MIT_DIR=")
-    assert "-m data_prep.mit --raw d/raw/mit --out d" in offline
+    assert ("-m data_prep.convert --out d --raw d/raw \\\n"
+            "  --src crossner=../shared/data/crossner mit=../shared/data/mit\n") in data
+    offline = make_n("data", "DATA_DIR=d", "CROSSNER_DIR=", "MIT_DIR=")  # both downloaded
+    assert "-m data_prep.convert --out d --raw d/raw \\\n  --src  \n" in offline
     assert "-m eval.report --run runs/x --data d" in make_n("eval", "OUT=runs/x", "DATA_DIR=d")
     assert infer_domains(make_n("infer")) is None  # the config's domains: the seven
 

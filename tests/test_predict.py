@@ -162,7 +162,9 @@ def test_predict_file_offsets_empty_lines_misc_and_files(tmp_path):
 
 def test_rerun_resumes_without_generating(tmp_path):
     first, backend = run(tmp_path, LINES, ["person", "city"])
-    assert backend.requests > 0
+    # 3 lines run: 3 anchor, 3 explorer, 3 classifier, 10 calibration requests (one per mention
+    # of a line), in 6 chunks of at most 4 (engine.chunk_size) per stage step
+    assert (backend.requests, backend.calls) == (3 + 3 + 3 + 10, 6)
     again, idle = run(tmp_path, LINES, ["person", "city"])
     assert idle.requests == 0 and again == first
 
@@ -358,14 +360,31 @@ def test_predict_on_vllm_cpu_with_the_tiny_model(venv_python, tiny_assets, tmp_p
                           timeout=1500)
     (tmp_path / "predict.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     assert done.returncode == 0, done.stderr[-4000:]
+    # The tiny model is deterministic (seeded weights, tokenizer from tools/tiny_corpus.txt,
+    # greedy decoding): both extractors answer '{"person":[],"city":[]}' for both lines, so
+    # nothing is discovered and stages 2 and 3 ask nothing.
     records = [r for _, r in iter_jsonl(out / "predictions.jsonl")]
-    assert [(r["line"], r["text"]) for r in records] == list(enumerate(lines, start=1))
-    assert records[1] == {"line": 2, "text": "", "entities": [], "skipped": "empty line"}
-    for record in records:
-        for e in record["entities"]:
-            assert set(e) == {"start", "end", "text", "type"}
-            assert record["text"][e["start"]:e["end"]] == e["text"]
-            assert e["type"] in {"person", "city"}
+    assert records == [{"line": 1, "text": lines[0], "entities": []},
+                       {"line": 2, "text": "", "entities": [], "skipped": "empty line"},
+                       {"line": 3, "text": lines[2], "entities": []}]
+    for stage in ("stage1_anchor", "stage1_explorer"):
+        answers = [r for _, r in iter_jsonl(out / "text" / f"{stage}.jsonl")]
+        assert [(r["raw"], r["status"]) for r in answers] == [('{"person":[],"city":[]}', "ok")] * 2
     stats = json.loads((out / "text" / "stats.json").read_text())
-    assert stats["sentences"] == 2
-    assert json.loads((out / "engine_stats.json").read_text())["backend"] == "vllm"
+    assert stats == {"sentences": 2, "stages": {
+        "stage1_anchor": {"requests": 2, "status_ok": 2, "prompt_tokens": 299,
+                          "output_tokens": 32, "new": 2},
+        "stage1_explorer": {"requests": 2, "status_ok": 2, "prompt_tokens": 294,
+                            "output_tokens": 27, "new": 2},
+        "stage1_discovery": {"mentions_anchor": 0, "mentions_explorer": 0,
+                             "consensus_dropped": 0, "not_in_sentence": 0, "discovered": 0},
+        "stage2_classifier": {"overlapping_mentions_not_tagged": 0},
+        "stage3_calibration": {}}}
+    counts = json.loads((out / "predict.json").read_text())
+    assert {k: counts[k] for k in ("lines", "predicted_lines", "skipped_empty",
+                                   "skipped_too_long", "entities", "hidden_misc")} == {
+        "lines": 3, "predicted_lines": 2, "skipped_empty": 1, "skipped_too_long": 0,
+        "entities": 0, "hidden_misc": True}
+    engine = json.loads((out / "engine_stats.json").read_text())
+    assert (engine["backend"], engine["generate_calls"], engine["prefix_cache_queried_tokens"]) == (
+        "vllm", 1, 299 + 294)
