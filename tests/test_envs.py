@@ -16,10 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tools import envs
+from tools import env_stamps, envs
 
 VENV = Path(os.environ.get("SAMNER_VENV", envs.REPO / ".venv"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _pip_installer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests expect pip's command lines (tests/test_envs_installer.py has uv's)."""
+    monkeypatch.setenv("SAMNER_INSTALLER", "pip")
 
 
 def _write(path: Path, text: str) -> Path:
@@ -47,45 +53,45 @@ def test_requirement_files_follow_includes(tmp_path: Path) -> None:
         "# -r commented.txt is not an include\n-r ../base.txt\n--requirement=other.txt\n"
         "-ccons.txt\nllamafactory==0.9.5\n",
     )
-    assert envs.requirement_files(top) == [p.resolve() for p in (top, base, other, cons)]
+    assert env_stamps.requirement_files(top) == [p.resolve() for p in (top, base, other, cons)]
 
 
 def test_changed_include_changes_digest(tmp_path: Path) -> None:
     base = _write(tmp_path / "base.txt", "pandas==2.3.3\n")
     top = _write(tmp_path / "sub" / "top.txt", "-r ../base.txt\ntorch==2.13.0\n")
-    before = envs.requirements_digest(top)
-    assert envs.requirements_digest(top) == before  # deterministic
+    before = env_stamps.requirements_digest(top)
+    assert env_stamps.requirements_digest(top) == before  # deterministic
     base.write_text("pandas==2.3.2\n", encoding="utf-8")
-    assert envs.requirements_digest(top) != before
+    assert env_stamps.requirements_digest(top) != before
 
 
 def test_digest_ignores_comments_and_whitespace(tmp_path: Path) -> None:
     top = _write(tmp_path / "top.txt", "torch==2.13.0\n")
-    before = envs.requirements_digest(top)
+    before = env_stamps.requirements_digest(top)
     top.write_text("# why torch is pinned\n\ntorch==2.13.0   # CPU wheel\n", encoding="utf-8")
-    assert envs.requirements_digest(top) == before
+    assert env_stamps.requirements_digest(top) == before
 
 
 def test_include_cycle_terminates(tmp_path: Path) -> None:
     a = _write(tmp_path / "a.txt", "-r b.txt\n")
     b = _write(tmp_path / "b.txt", "-r a.txt\n")
-    assert envs.requirement_files(a) == [a.resolve(), b.resolve()]
+    assert env_stamps.requirement_files(a) == [a.resolve(), b.resolve()]
 
 
 def test_missing_include_is_a_clear_error(tmp_path: Path) -> None:
     top = _write(tmp_path / "top.txt", "-r gone.txt\n")
     with pytest.raises(envs.EnvError, match=r"not found: .*gone\.txt \(included from .*top\.txt"):
-        envs.requirement_files(top)
+        env_stamps.requirement_files(top)
 
 
 @pytest.mark.parametrize(
     ("name", "device"), [("dev", "cpu"), ("train", "cpu"), ("infer", "cpu"), ("infer", "cuda")]
 )
 def test_project_requirements_are_pinned(name: str, device: str) -> None:
-    files = envs.requirement_files(envs.requirements_file(name, device))
+    files = env_stamps.requirement_files(envs.requirements_file(name, device))
     assert envs.REPO / "requirements.txt" in files
     for f in files:
-        for line in envs._logical_lines(f.read_text(encoding="utf-8")):
+        for line in env_stamps._logical_lines(f.read_text(encoding="utf-8")):
             assert line.startswith("-") or "==" in line, f"{f.name}: unpinned {line!r}"
 
 

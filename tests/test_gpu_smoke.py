@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, venv_dir
-from tools.envs import detect_device, read_stamp
+from tools.env_stamps import read_stamp
+from tools.envs import detect_device
 from tools.offline_env import offline_env
 
 pytestmark = pytest.mark.gpu

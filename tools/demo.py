@@ -31,7 +31,7 @@ from pathlib import Path
 
 from core.cli import make_parser, run
 from core.io import ProjectError
-from tools.envs import read_stamp
+from tools.env_stamps import read_stamp
 from tools.offline_env import offline_env
 
 REPO = Path(__file__).resolve().parents[1]
