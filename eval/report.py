@@ -20,6 +20,12 @@ registered score mode, string and span, x misc on/off) and writes, each file ato
 ``diagnostics.csv``, ``diagnostics_<domain>.png``  per-stage diagnostics of a pipeline run
                   (:mod:`eval.diagnostics`): each extractor's and the consensus output's mention
                   P/R/F1, consensus drops that were gold, archetypes, typing accuracy
+``confusion_<domain>.png``  the main setting's confusion matrix (:mod:`eval.confusion`): gold
+                  label against predicted label at the right boundaries, plus missed and
+                  spurious; as a table in report.md, the counts under ``confusion`` in scores.json
+``errors.html``   every scored sentence, gold above prediction, false positives, false
+                  negatives and wrong types marked, filterable by domain and label
+                  (:mod:`eval.html_view`; one self-contained file)
 
 Zero-shot is said only where it holds. A domain whose file in ``mappings/domains`` has a
 ``not_zero_shot`` reason (MIT Movie and MIT Restaurant: IEPile's training mix, and so the public

@@ -18,6 +18,7 @@ from core.io import read_json_mapping, read_yaml_mapping
 from core.mappings import Domain, MappingError, load_archetypes, load_domain
 from core.records import Sentence
 from core.sources import published_test_counts
+from eval.confusion import Confusion, confusion
 from eval.diagnostics import diagnostics
 from eval.paper import DEFAULT_PAPER, Paper, load_paper
 from eval.report_caveats import definitions_caveats, model_warnings
@@ -86,6 +87,9 @@ def number_time_labels(definition: Domain | None) -> set[str]:
             if {tag.lower(), tag.lower().replace("_", " "), label.name.lower()} & dropped}
 
 
+Scored = dict[str, tuple[list[Sentence], dict[str, list[Prediction]]]]
+
+
 @dataclass
 class RunReport:
     run_dir: Path
@@ -101,6 +105,10 @@ class RunReport:
     diagnostics: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_record: dict[str, Any] = field(default_factory=dict)  # RUN/run.json, when there is one
     definitions: str | None = None  # which label definitions the calibrator was shown
+    # the main setting's confusion matrix per domain (eval/confusion.py)
+    confusion: dict[str, Confusion] = field(default_factory=dict)
+    # per domain: the scored gold sentences and the predictions (for errors.html)
+    scored: Scored = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -131,9 +139,6 @@ class RunReport:
         if domain == AVG:
             return self.paper.avg_for(row or self.paper_row, self.avg_names)[0]
         return self.paper.rows[row or self.paper_row].f1.get(domain)
-
-
-Scored = dict[str, tuple[list[Sentence], dict[str, list[Prediction]]]]
 
 
 def _collect(run_dir: Path, data_dir: Path) -> tuple[Scored, dict[str, DomainInfo]]:
@@ -197,5 +202,10 @@ def build(run_dir: Path, data_dir: Path, paper_path: Path = DEFAULT_PAPER) -> Ru
     diags = diagnostics(run_dir, {name: scored_preds for name, scored_preds in per_domain.items()
                                   if (run_dir / name / "stage1_discovery.jsonl").is_file()})
     row = paper_row_for(str((config or {}).get("model") or ""))
+    main = next(iter(reports.values()))
+    matrices = {name: confusion(scored, preds, main.mode, main.misc,
+                                list(infos[name].definition.labels) if infos[name].definition
+                                else ())
+                for name, (scored, preds) in per_domain.items()}
     return RunReport(run_dir, data_dir, paper, row, reports, infos, config, warnings, notes,
-                     diags, run_record or {}, definitions_line)
+                     diags, run_record or {}, definitions_line, matrices, per_domain)

@@ -1,5 +1,6 @@
-"""The report's files: ``report.md``, ``scores.csv``, ``peers.csv``, ``scores.json``, the plots and
-the diagnostics, each written atomically into the output dir (see :mod:`eval.report`)."""
+"""The report's files: ``report.md``, ``scores.csv``, ``peers.csv``, ``scores.json``, the plots,
+the diagnostics, the confusion matrices and ``errors.html``, each written atomically into the
+output dir (see :mod:`eval.report`)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import csv
 import io
 import json
 import textwrap
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from core.backbones import BACKBONES
 from core.io import atomic_writer, write_text_atomic
 from core.sources import dataset_sources
+from eval.confusion import RULE, Confusion
 from eval.diagnostics import CSV_FIELDS as DIAGNOSTICS_CSV_FIELDS
 from eval.diagnostics import csv_rows as diagnostics_csv_rows
 from eval.diagnostics import plot as diagnostics_plot
+from eval.html_view import evaluation_items, evaluation_page
 from eval.report_build import AVG, RunReport, number_time_labels
 from eval.report_render import answer_quality, peer_groups, render_markdown
 from eval.score import SCORER_VERSION
@@ -88,7 +92,18 @@ def to_json(r: RunReport) -> dict[str, Any]:
                   "compared": peer_rows(r)},
         "diagnostics": r.diagnostics,
         "answers": answer_quality(r),
+        "confusion": {"setting": r.main_setting, "rule": RULE,
+                      "domains": {name: c.to_json() for name, c in r.confusion.items()}},
     }
+
+
+def _figure_png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def plot_domain(r: RunReport, domain: str) -> bytes:
@@ -128,14 +143,58 @@ def plot_domain(r: RunReport, domain: str) -> bytes:
         title += " — NOT paper numbers"
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return _figure_png(fig)
+
+
+def plot_confusion(r: RunReport, domain: str, c: Confusion) -> bytes:
+    """PNG bytes: ``c`` drawn by scikit-learn's ConfusionMatrixDisplay, gold rows (+ spurious)
+    against predicted columns (+ missed). Colour on a square-root scale, zeros blank: the
+    diagonal dwarfs the errors on a linear one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import PowerNorm
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    matrix = np.array(c.matrix)
+    norm = PowerNorm(0.5, vmin=0, vmax=max(1, int(matrix.max())))
+    size = max(4.0, 0.55 * len(c.rows) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    display = ConfusionMatrixDisplay(matrix, display_labels=c.rows)
+    display.plot(ax=ax, colorbar=False, values_format="d", cmap="Blues",
+                 xticks_rotation="vertical", text_kw={"fontsize": 7}, im_kw={"norm": norm})
+    for (i, j), text in np.ndenumerate(display.text_):
+        text.set_text(str(matrix[i, j]) if matrix[i, j] else "")
+        text.set_color("white" if norm(matrix[i, j]) > 0.5 else "black")
+    ax.set_xticks(range(len(c.columns)), c.columns, fontsize=8)
+    ax.set_yticks(range(len(c.rows)), c.rows, fontsize=8)
+    ax.set_xlabel("predicted label (+ missed)")
+    ax.set_ylabel("gold label (+ spurious)")
+    title = f"{domain}: {r.main_setting}, right boundaries"
+    ax.set_title(title + (" — NOT paper numbers" if r.warnings else ""), fontsize=9)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
+def errors_page(r: RunReport) -> str:
+    """errors.html: every scored sentence, gold above the prediction, as the main setting
+    counts them (:func:`eval.html_view.evaluation_items`)."""
+    main = r.reports[r.main_setting]
+    items = [item for scored, preds in r.scored.values()
+             for item in evaluation_items(scored, preds, main.mode, main.misc)]
+    intro = (f"<p>run <code>{escape(str(r.run_dir))}</code>; scored as the main setting "
+             f"<code>{escape(r.main_setting)}</code> ({escape(SCORER_VERSION)}); "
+             f"{escape(RULE)}</p>")
+    if r.warnings:
+        intro += f"<p><b>NOT paper numbers:</b> {escape('; '.join(r.warnings))}</p>"
+    return evaluation_page(items, f"SAM-NER errors: {r.run_dir.name}", intro)
 
 
 def write(r: RunReport, out: Path) -> Path:
-    """Write report.md, scores.csv, scores.json and the plots; returns report.md's path."""
+    """Write report.md, scores.csv, scores.json, the plots and errors.html; returns report.md's
+    path."""
     out.mkdir(parents=True, exist_ok=True)
     report_md = out / "report.md"
     write_text_atomic(report_md, render_markdown(r) + "\n")
@@ -152,6 +211,11 @@ def write(r: RunReport, out: Path) -> Path:
         png = plot_domain(r, domain)
         with atomic_writer(out / f"plot_{domain}.png", "wb") as handle:
             handle.write(png)
+    for domain, c in r.confusion.items():
+        if c.labels:
+            with atomic_writer(out / f"confusion_{domain}.png", "wb") as handle:
+                handle.write(plot_confusion(r, domain, c))
+    write_text_atomic(out / "errors.html", errors_page(r))
     if r.diagnostics:
         with atomic_writer(out / "diagnostics.csv") as handle:
             writer = csv.DictWriter(handle, fieldnames=DIAGNOSTICS_CSV_FIELDS,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from eval.confusion import MISSED, RULE, SPURIOUS
 from eval.diagnostics import markdown as diagnostics_markdown
 from eval.paper import Peer
 from eval.report_build import (
@@ -80,6 +81,23 @@ def per_type_table(r: RunReport, domain: str, setting: str) -> str:
                      note])
     return md_table(["type", "name", "gold", "P", "R", "F1", "TP", "FP", "FN", "note"], rows,
                     "llrrrrrrrl")
+
+
+def confusion_table(r: RunReport, domain: str) -> list[str]:
+    """One domain's confusion matrix (main setting): gold rows + spurious, predicted columns +
+    missed; zeros as "·" so the off-diagonal counts stand out, the diagonal in bold."""
+    c = r.confusion.get(domain)
+    if c is None:
+        return []
+    if not c.labels:
+        return ["No gold or predicted mention: no confusion matrix.", ""]
+    rows = [[f"*{gold}*" if gold == SPURIOUS else gold,
+             *(("·" if n == 0 else f"**{n}**" if gold == pred else str(n))
+               for pred, n in zip(c.columns, counts, strict=True))]
+            for gold, counts in zip(c.rows, c.matrix, strict=True)]
+    header = ["gold \\ predicted", *(f"*{p}*" if p == MISSED else p for p in c.columns)]
+    return [f"Confusion at the right boundaries ([plot](confusion_{domain}.png)):", "",
+            md_table(header, rows), ""]
 
 
 def peer_columns(r: RunReport) -> list[str]:
@@ -193,6 +211,9 @@ def render_markdown(r: RunReport) -> str:
         *([f"- {r.definitions}"] if r.definitions else []),
         "- sentences scored per domain: " + ", ".join(
             f"{i.name} {i.scored}/{i.full_split}" for i in r.domains.values()),
+        f"- sentence by sentence ({r.main_setting}): [errors.html](errors.html), gold above the "
+        "prediction, false positives, false negatives and wrong types marked, filterable by "
+        "domain and label",
     ]
     lines += [f"- note: {n}" for n in r.notes]
     if paper_row.avg_mismatch:
@@ -222,8 +243,14 @@ def render_markdown(r: RunReport) -> str:
               "`gold` = gold spans (TP + FN) in this mode; number/time labels have no "
               "archetype and are reachable only through calibration (with calibration off, "
               "the ablation, they are never predicted).", ""]
+    if r.confusion:
+        lines += ["Under each, the confusion matrix: gold label (row) against predicted label "
+                  "(column) for the mentions with the right boundaries, plus *missed* (gold, "
+                  "nothing predicted at its boundaries) and *spurious* (predicted, no gold at its "
+                  f"boundaries); {RULE}", ""]
     for domain in r.names:
         lines += [f"### {r.shown(domain)}", "", per_type_table(r, domain, main_setting), ""]
+        lines += confusion_table(r, domain)
     lines += peers_markdown(r)
     lines += ["## Sentences", "",
               md_table(["domain", "prediction records", "scored", "gold file", "full test split"],

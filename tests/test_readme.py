@@ -69,6 +69,8 @@ ENV_PREFIXES = {
     # GPU selection and gated-model access, read by torch/vLLM and huggingface_hub
     "CUDA_VISIBLE_DEVICES": "CUDA",
     "HF_TOKEN": "huggingface_hub",
+    # tools.envs: which installer builds the environments (uv by default, pip as a fallback)
+    "SAMNER_INSTALLER": "tools.envs",
 }
 # Third-party modules README may run with python -m (installed by requirements-dev.txt).
 THIRD_PARTY_MODULES = {

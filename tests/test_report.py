@@ -599,3 +599,50 @@ def test_direct_typing_is_the_papers_ablation_and_the_lookup_is_not():
         "calibration)"]
     assert not any("56.2" in n for n in lookup_notes)
     assert any("NOT the paper's w/o-calibration ablation" in n for n in lookup_notes)
+
+
+def test_confusion_matrices_and_errors_page(tiny_run, tmp_path):
+    """The main setting (string, misc on): ai-0 Google organisation typed misc, ai-1 CNN missed
+    and RNN (nowhere) spurious; music-1 Yesterday song typed album; the rest right."""
+    from tests.test_html_view import entity_spans_from_html
+
+    run_dir, data = tiny_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run_dir), "--data", str(data), "--out", str(out)]) == 0
+    payload = json.loads((out / "scores.json").read_text())
+    assert set(payload) == {"scorer_version", "run_dir", "data_dir", "model", "not_paper_numbers",
+                            "warnings", "notes", "definitions", "paper", "domains", "avg_domains",
+                            "settings", "peers", "diagnostics", "answers", "confusion"}
+    confusion = payload["confusion"]
+    assert confusion["setting"] == "string/misc-on" and "right boundaries" in confusion["rule"]
+    ai, music = confusion["domains"]["ai"], confusion["domains"]["music"]
+    assert ai["rows"] == ["algorithm", "misc", "organisation", "researcher", "spurious"]
+    assert ai["columns"] == ["algorithm", "misc", "organisation", "researcher", "missed"]
+    assert ai["matrix"] == [[1, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 1, 0],
+                            [1, 0, 0, 0, 0]]
+    assert music["rows"] == ["album", "location", "misc", "musicalartist", "song", "spurious"]
+    assert music["matrix"] == [[0] * 6, [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0],
+                               [0, 0, 0, 1, 0, 0], [1, 0, 0, 0, 0, 0], [0] * 6]
+
+    md = (out / "report.md").read_text()
+    assert "[errors.html](errors.html)" in md
+    assert "| gold \\ predicted | algorithm | misc | organisation | researcher | *missed* |" in md
+    assert "| organisation | · | 1 | · | · | · |" in md
+    assert "| *spurious* | 1 | · | · | · | · |" in md
+    assert "| song | 1 | · | · | · | · | · |" in md
+    # each domain's matrix follows its per-type table
+    assert md.index("### ai") < md.index("[plot](confusion_ai.png)") < md.index("### music")
+    for domain in ("ai", "music"):
+        png = (out / f"confusion_{domain}.png").read_bytes()
+        assert png.startswith(PNG_MAGIC) and len(png) > 1000
+
+    rows = entity_spans_from_html((out / "errors.html").read_text(encoding="utf-8"))
+    assert [r["attrs"]["data-d"] for r in rows] == ["ai", "ai", "music", "music"]
+    errors = {(side, m[4], m[2], m[3]) for r in rows
+              for side, marks in (("gold", r["lines"][0]["marks"]),
+                                  ("pred", r["lines"][1]["marks"]), ("listed", r["listed"]))
+              for m in marks if m[3]}
+    assert errors == {("gold", "Google", "organisation", "wt"), ("pred", "Google", "misc", "wt"),
+                      ("gold", "CNN", "algorithm", "fn"), ("listed", "RNN", "algorithm", "fp"),
+                      ("gold", "Yesterday", "song", "wt"), ("pred", "Yesterday", "album", "wt")}
+    assert [m[:2] for m in rows[2]["lines"][1]["marks"]] == [(0, 3), (8, 11), (15, 20)]
