@@ -115,9 +115,20 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         handle.write(text)
 
 
+# str.splitlines() also ends a line at these, which json.dumps(ensure_ascii=False) leaves raw
+# (the other ones, \x0b \x0c \x1c-\x1e, are control characters: json escapes them already)
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+_ESCAPE_LINE_BREAKS = str.maketrans({ch: f"\\u{ord(ch):04x}" for ch in _LINE_BREAKS})
+
+
 def dumps_line(record: Any) -> str:
-    """One JSONL line: UTF-8 kept readable (CrossNER and IEPile hold non-ASCII text)."""
-    return json.dumps(record, ensure_ascii=False) + "\n"
+    """One JSONL line: UTF-8 kept readable (CrossNER and IEPile hold non-ASCII text), except
+    U+0085, U+2028 and U+2029, written as ``\\u`` escapes (they occur only inside JSON strings,
+    so the value is the same): raw, they would split the line for ``str.splitlines()`` readers."""
+    line = json.dumps(record, ensure_ascii=False)
+    if any(ch in line for ch in _LINE_BREAKS):
+        line = line.translate(_ESCAPE_LINE_BREAKS)
+    return line + "\n"
 
 
 def write_jsonl(path: str | os.PathLike[str], records: Iterable[Any]) -> int:

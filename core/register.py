@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from core.cli import make_parser, run
-from core.io import DataError, ProjectError, atomic_writer, dumps_line, read_json_mapping
+from core.io import (
+    ConfigError,
+    DataError,
+    ProjectError,
+    atomic_writer,
+    dumps_line,
+    read_json_mapping,
+)
 
 DATASET_INFO = "dataset_info.json"
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output"}
@@ -208,3 +215,15 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def adapter_rank(path: str | os.PathLike[str]) -> int:
+    """LoRA rank from ``adapter_config.json`` (vLLM's ``max_lora_rank`` must cover it)."""
+    config_file = Path(path) / "adapter_config.json"
+    try:
+        return int(json.loads(config_file.read_text())["r"])
+    except FileNotFoundError:
+        message = f"adapter {path}: no adapter_config.json (train or download it)"
+        raise ConfigError(message) from None
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{config_file}: cannot read the LoRA rank ({exc})") from None

@@ -15,7 +15,6 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.backbones import template_problems
@@ -24,6 +23,7 @@ from core.io import ConfigError, read_yaml_mapping
 from core.mappings import MappingError, load_domain
 from core.overrides import apply_overrides
 from core.prompt_formats import PROMPT_FORMATS
+from core.register import adapter_rank
 from core.templates import TEMPLATES
 from eval import consensus
 
@@ -157,6 +157,13 @@ class EngineConfig:
 
 
 @dataclass
+class DocumentsConfig:
+    # Recognizer / make predict: a document is read in windows of whole sentences of at most
+    # this many model tokens (fewer where a stage's prompt and answer would not fit the model)
+    window_tokens: int = 256
+
+
+@dataclass
 class InferenceConfig:
     model: str = ""
     model_revision: str = ""  # the Hub commit of `model` (a local dir has none)
@@ -174,6 +181,7 @@ class InferenceConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     domains: list[str] = field(default_factory=lambda: ["ai", "literature", "music", "politics",
                                                         "science"])
     # label definitions in place of the domain files' defaults: a variant name under
@@ -314,20 +322,6 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
     return config
 
 
-def adapter_rank(path: str | os.PathLike[str]) -> int:
-    """LoRA rank from ``adapter_config.json`` (vLLM's ``max_lora_rank`` must cover it)."""
-    import json
-
-    config_file = Path(path) / "adapter_config.json"
-    try:
-        return int(json.loads(config_file.read_text())["r"])
-    except FileNotFoundError:
-        message = f"adapter {path}: no adapter_config.json (train or download it)"
-        raise ConfigError(message) from None
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{config_file}: cannot read the LoRA rank ({exc})") from None
-
-
 def _stage1_problems(config: InferenceConfig) -> list[str]:
     """Extractor entries and the consensus rule, against their registries."""
     problems = []
@@ -378,6 +372,9 @@ def _engine_and_sampling_problems(config: InferenceConfig) -> list[str]:
                  "cpu_kv_cache_gb"):
         if getattr(engine, name) < 1:
             problems.append(f"engine.{name} must be >= 1, got {getattr(engine, name)}")
+    if config.documents.window_tokens < 1:
+        problems.append(f"documents.window_tokens must be >= 1, got "
+                        f"{config.documents.window_tokens}")
     if not 0 < engine.gpu_memory_utilization <= 1:
         problems.append("engine.gpu_memory_utilization must be in (0, 1], got "
                         f"{engine.gpu_memory_utilization}")

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.records import Sentence
-from eval.score import MISC, MODES, Key, Matched, Prediction, find_occurrences
+from core.text import find_occurrences
+from eval.score import MISC, MODES, Key, Matched, Prediction
 
 MISSED = "missed"
 SPURIOUS = "spurious"

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.messages import Completion, Request
+from core.register import adapter_rank
 from core.templates import get_template
-from eval.config import InferenceConfig, adapter_rank
+from eval.config import InferenceConfig
 
 
 class CharTokenizer:

@@ -23,8 +23,9 @@ from html import escape
 from typing import Any
 
 from core.records import Sentence
+from core.text import find_occurrences
 from eval.confusion import matched, pair_keys
-from eval.score import MODES, Key, Matched, Prediction, find_occurrences
+from eval.score import MODES, Key, Matched, Prediction
 
 # status -> (text marker, what it means): the CSS class is the status itself
 STATUS = {"fp": ("FP", "false positive: predicted, no gold at these boundaries"),

@@ -90,6 +90,10 @@ class DomainRun:
         self.config, self.domain, self.archetypes = config, domain, archetypes
         self.backend, self.out = backend, out
         self.stats: dict[str, Counter[str]] = {}
+        # where each mention came from, for callers that report it (eval.recognizer): the
+        # discovery record and the (mention, archetype) pairs of each sentence
+        self.discovered: dict[str, discovery.Discovery] = {}
+        self.archetypes_of: dict[str, list[tuple[str, str]]] = {}
 
     def call(self, name: str, requests: Sequence[Request], parse) -> StageCall:
         tokenizer = self.backend.tokenizer
@@ -118,6 +122,7 @@ class DomainRun:
         found = [discovery.discover(s, {name: found_by[name][s.id] for name in extractors},
                                     config.consensus) for s in sentences]
         self.stats["stage1_discovery"] = discovery.discovery_counts(found)
+        self.discovered = {r.id: r for r in found}
         write_jsonl(self.out / "stage1_discovery.jsonl", map(dataclasses.asdict, found))
 
         # Stage 2: archetypes of the tagged mentions (typing: direct = the target labels, and
@@ -134,6 +139,7 @@ class DomainRun:
         counts = self.stats["stage2_classifier"]
         counts["overlapping_mentions_not_tagged"] += untagged
         assigned = mediation.collect(records, tagged, self.archetypes.names, counts)
+        self.archetypes_of = assigned
         write_jsonl(self.out / "stage2_archetypes.jsonl", (
             {"id": sid, "tagged": tagged[sid][0], "archetypes": pairs}
             for sid, pairs in assigned.items()))

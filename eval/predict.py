@@ -22,18 +22,12 @@ what changed), then ``OUT/predictions.jsonl`` gets one record per input line::
 ``start``/``end`` index the line as a Python string (code points, not bytes or UTF-16 units; end
 exclusive), so ``text == line[start:end]``. ``OUT/predict.json`` holds the counts.
 
-Tokenisation (what the models see; it round-trips to character offsets):
-  a token is a maximal run of characters that are neither whitespace nor Unicode punctuation or
-  symbols (categories P*, S*; ``_`` counts as a letter, combining marks stay in their word); a
-  hyphen or a period between two such characters stays inside the token ("e-mail", "3.5",
-  "Node.js"); every other punctuation or symbol character is a token of its own ("Apple's" ->
-  ``Apple ' s``, "(IBM)" -> ``( IBM )``, "U.S." -> ``U.S .``). The sentence the stages see is
-  the tokens joined by single spaces. Scripts written without spaces (Chinese, Japanese, Thai)
-  get no word splits: a run between punctuation is one token.
-Mentions -> offsets: each predicted mention is split on whitespace and placed at every run of
-  tokens equal to it (as span scoring does), longest mentions first; an occurrence that overlaps
-  a longer mention already placed is skipped (the stage-2 tagging rule). A mention that is not a
-  run of whole tokens (e.g. "York" inside "York-based") is counted and left out.
+Tokenisation and mentions -> offsets: the rules in ``core/text.py``. In short, a token is a
+  word (letters, digits, marks; a hyphen or period inside it: "e-mail", "3.5", "Node.js"), or
+  one punctuation mark, symbol or emoji ("U.S." -> ``U.S .``); a token never splits a grapheme
+  cluster (a flag, 👩‍🔬). The sentence the stages see is the tokens joined by single spaces. A
+  predicted mention is placed at every run of whole tokens equal to it, longest first; one that
+  is not a run of whole tokens ("York" inside "York-based") is counted and left out.
 misc: unless your labels include ``misc``, a hidden ``misc`` label is offered to the calibrator
   (as CrossNER's domains offer theirs), so a discovered mention that fits none of your labels is
   rejected instead of forced into one; those mentions are counted and left out.
@@ -49,7 +43,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,8 +63,8 @@ from core.io import (
 )
 from core.mappings import Archetypes, Domain, load_archetypes, load_domain
 from core.records import Sentence, save_sentences
+from core.text import place_mentions, token_spans
 from eval.config import InferenceConfig, load_config
-from eval.score import find_occurrences
 
 DEFAULT_CONFIG = "recipes/infer/llama3-8b.yaml"  # the Makefile's CONFIG
 DEFAULT_OUT = "runs/predict"
@@ -79,7 +72,6 @@ DOMAIN_NAME = "text"  # run files go to OUT/text/ (the pipeline names them after
 INPUT_DIR = "input"  # OUT/input/: the generated domain.yaml and sentences.jsonl
 MISC = "misc"
 MISC_DEFINITION = "An entity that fits none of the other types."
-IN_WORD = frozenset("-.")  # stay inside a token when both neighbours are word characters
 SHOWN_SKIPS = 5  # too-long lines named one by one on stderr; the rest are counted
 COUNTS = ("predicted_lines", "skipped_empty", "skipped_too_long", "entities", "misc_rejected",
           "mentions_not_token_aligned", "mentions_inside_longer")  # OUT/predict.json
@@ -90,63 +82,6 @@ Labels = str | os.PathLike[str] | Sequence[str] | Mapping[str, str | None]
 
 class PredictError(ProjectError):
     """Unusable input or labels; the message names the file and line, or the argument."""
-
-
-# --- tokenisation -------------------------------------------------------------------------------
-
-
-def _is_word_char(ch: str) -> bool:
-    return not ch.isspace() and (ch == "_" or unicodedata.category(ch)[0] not in "PS")
-
-
-def token_spans(line: str) -> list[tuple[int, int]]:
-    """Character spans ``(start, end)`` of the line's tokens, by the rule in the module doc."""
-    spans: list[tuple[int, int]] = []
-    start: int | None = None
-    for i, ch in enumerate(line):
-        if _is_word_char(ch):
-            if start is None:
-                start = i
-            continue
-        if (ch in IN_WORD and start is not None and i + 1 < len(line)
-                and _is_word_char(line[i + 1])):
-            continue
-        if start is not None:
-            spans.append((start, i))
-            start = None
-        if not ch.isspace():
-            spans.append((i, i + 1))
-    if start is not None:
-        spans.append((start, len(line)))
-    return spans
-
-
-def place_mentions(line: str, spans: Sequence[tuple[int, int]],
-                   pairs: Sequence[tuple[str, str]], counts: Counter[str]
-                   ) -> list[dict[str, Any]]:
-    """Character-offset entities of ``(mention, type)`` pairs, by the rule in the module doc."""
-    tokens = [line[s:e] for s, e in spans]
-    taken = [False] * len(tokens)
-    entities = []
-    for mention, label in sorted(pairs, key=lambda p: len(p[0].split()), reverse=True):
-        words = mention.split()
-        starts = find_occurrences(tokens, words)
-        if not starts:
-            counts["mentions_not_token_aligned"] += 1
-            continue
-        placed = 0
-        for i in starts:
-            j = i + len(words)
-            if any(taken[i:j]):
-                continue
-            taken[i:j] = [True] * (j - i)
-            start, end = spans[i][0], spans[j - 1][1]
-            entities.append({"start": start, "end": end, "text": line[start:end],
-                             "type": label})
-            placed += 1
-        if not placed:
-            counts["mentions_inside_longer"] += 1
-    return sorted(entities, key=lambda e: (e["start"], e["end"]))
 
 
 # --- reading the input and the labels -----------------------------------------------------------

@@ -47,6 +47,7 @@ from core.io import DataError, ProjectError, iter_jsonl
 from core.mappings import MappingError, load_domain
 from core.records import Sentence, Span, iter_sentences
 from core.registry import Registry
+from core.text import find_occurrences
 
 SCORER_VERSION = "samner-score/1.0"
 MISC = "misc"
@@ -116,16 +117,6 @@ class ScoreReport:
         return {"version": self.version, "mode": self.mode, "misc": self.misc,
                 "domains": {name: d.to_json() for name, d in self.domains.items()},
                 "average_f1": self.average_f1}
-
-
-def find_occurrences(tokens: list[str], mention_tokens: list[str]) -> list[int]:
-    """Start offsets of every run of ``tokens`` equal to ``mention_tokens``."""
-    n = len(mention_tokens)
-    if n == 0:
-        return []
-    first = mention_tokens[0]
-    return [i for i in range(len(tokens) - n + 1)
-            if tokens[i] == first and tokens[i:i + n] == mention_tokens]
 
 
 def tally(score: DomainScore, gold: set[Key], pred: set[Key]) -> None:

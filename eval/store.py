@@ -144,6 +144,9 @@ def run_stages(calls: Sequence[StageCall], backend: Backend, context: Mapping[st
         by_key = {}
         for request, digest in zip(call.requests, digests[i], strict=True):
             record = dict(call.store.by_hash[digest])
+            # a saved answer serves this request even when the same text sat elsewhere before
+            # (another document order, another window id): it answers the current key
+            record["key"], record["id"] = request.key, request.sentence or request.key
             record["parsed"], record["status"] = call.parse(request, _completion(record))
             by_key[request.key] = record
         results.append(by_key)

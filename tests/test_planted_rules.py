@@ -17,12 +17,12 @@ import pytest
 
 from core.messages import Request
 from core.records import Sentence, Span
+from core.text import place_mentions, token_spans
 from eval.config import load_config
 from eval.discovery import extractor_requests
 from eval.engine import CharTokenizer, FakeBackend
 from eval.identity import request_digest
 from eval.pipeline import request_context
-from eval.predict import place_mentions, token_spans
 from eval.score import score
 from tests.conftest import REPO
 

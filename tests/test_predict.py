@@ -20,8 +20,9 @@ import yaml
 from core.io import ProjectError, iter_jsonl
 from core.mappings import load_domain
 from core.messages import Request
+from core.text import place_mentions, token_spans
 from eval.engine import FakeBackend
-from eval.predict import PredictError, main, place_mentions, predict, token_spans
+from eval.predict import PredictError, main, predict
 from tests.conftest import REPO
 from tests.test_gpu_smoke import needs_cpu_vllm
 from tools.offline_env import offline_env
