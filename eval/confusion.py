@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.records import Sentence
-from core.text import find_occurrences
-from eval.score import MISC, MODES, Key, Matched, Prediction
+from eval.score import MODES, Key, Prediction, matched
 
 MISSED = "missed"
 SPURIOUS = "spurious"
@@ -73,22 +72,6 @@ class Confusion:
 
     def to_json(self) -> dict[str, Any]:
         return {"rows": self.rows, "columns": self.columns, "matrix": self.matrix}
-
-
-def matched(sentence: Sentence, predicted: Iterable[Prediction], misc: bool = True) -> Matched:
-    """One sentence as every mode sees it: what :func:`eval.score.score_sentence` builds (the
-    scorer keeps it inline; tests/test_confusion.py checks the two agree on every count)."""
-    pairs = {(text.strip(), etype) for text, etype in predicted if misc or etype != MISC}
-    gold = [s for s in sentence.entities if misc or s.type != MISC]
-    not_found: list[Prediction] = []
-    spans: set[tuple[int, int, str]] = set()
-    for text, etype in pairs:
-        mention_tokens = text.split()
-        starts = find_occurrences(sentence.tokens, mention_tokens)
-        if not starts:
-            not_found.append((text, etype))
-        spans.update((s, s + len(mention_tokens), etype) for s in starts)
-    return Matched(sentence, gold, pairs, spans, not_found)
 
 
 def pair_keys(gold: Iterable[Key], pred: Iterable[Key]) -> list[Cell]:

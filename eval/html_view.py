@@ -24,8 +24,8 @@ from typing import Any
 
 from core.records import Sentence
 from core.text import find_occurrences
-from eval.confusion import matched, pair_keys
-from eval.score import MODES, Key, Matched, Prediction
+from eval.confusion import pair_keys
+from eval.score import MODES, Key, Matched, Prediction, matched
 
 # status -> (text marker, what it means): the CSS class is the status itself
 STATUS = {"fp": ("FP", "false positive: predicted, no gold at these boundaries"),

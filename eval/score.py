@@ -192,14 +192,11 @@ def _unknown(mode: str) -> ScoreError:
     return ScoreError(f"unknown mode {mode!r}; choose one of {MODES.names()}")
 
 
-def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[Prediction],
-                   mode: str = "string", misc: bool = True) -> None:
-    """Add one sentence's counts to ``score``."""
-    if mode not in MODES:
-        raise _unknown(mode)
+def matched(sentence: Sentence, predicted: Iterable[Prediction], misc: bool = True) -> Matched:
+    """One sentence as every mode sees it: the stripped (mention, type) pairs, the gold spans,
+    and each pair placed at every token-aligned occurrence (or counted as found nowhere)."""
     pairs = {(text.strip(), etype) for text, etype in predicted if misc or etype != MISC}
     gold_spans = [s for s in sentence.entities if misc or s.type != MISC]
-    score.sentences += 1
     not_found: list[Prediction] = []
     spans: set[tuple[int, int, str]] = set()
     for text, etype in pairs:
@@ -208,8 +205,18 @@ def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[P
         if not starts:
             not_found.append((text, etype))
         spans.update((s, s + len(mention_tokens), etype) for s in starts)
-    score.not_found += len(not_found)
-    tally(score, *MODES[mode].keys(Matched(sentence, gold_spans, pairs, spans, not_found)))
+    return Matched(sentence, gold_spans, pairs, spans, not_found)
+
+
+def score_sentence(score: DomainScore, sentence: Sentence, predicted: Iterable[Prediction],
+                   mode: str = "string", misc: bool = True) -> None:
+    """Add one sentence's counts to ``score``."""
+    if mode not in MODES:
+        raise _unknown(mode)
+    found = matched(sentence, predicted, misc)
+    score.sentences += 1
+    score.not_found += len(found.not_found)
+    tally(score, *MODES[mode].keys(found))
 
 
 def score(gold: Iterable[Sentence], predictions: Mapping[str, list[Prediction]],

@@ -22,11 +22,10 @@ from eval.confusion import (
     SPURIOUS,
     Confusion,
     confusion,
-    matched,
     pair_keys,
     sentence_cells,
 )
-from eval.score import MODES, DomainScore, score_sentence
+from eval.score import MODES, DomainScore, matched, score_sentence
 
 
 def sent(sid: str, text: str, spans: list[tuple[int, int, str]]) -> Sentence:
