@@ -117,7 +117,7 @@ def test_no_mentions_gives_an_empty_matrix():
 @pytest.mark.parametrize("misc", [True, False])
 def test_the_matrix_agrees_with_the_scorer(mode, misc):
     """Diagonal = TP, a gold row = TP + FN, a predicted column = TP + FP, per type: the matrix
-    counts what the scorer counts (and so the copy of its matching in ``matched`` stays true)."""
+    counts what the scorer counts."""
     c = confusion(SENTENCES, PREDICTIONS, mode, misc, ORDER)
     scored = DomainScore()
     for s in SENTENCES:
