@@ -5,15 +5,19 @@ content across calls and label sets, where each entity came from, and the OUT lo
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from core.io import ConfigError
+from core.io import ConfigError, iter_jsonl
 from eval.engine import FakeBackend
 from eval.recognizer import Recognizer
-from tests.test_predict import KNOWN, oracle
+from tests.conftest import REPO
+from tests.test_gpu_smoke import needs_cpu_vllm
+from tests.test_predict import KNOWN, oracle, tiny_config
+from tools.offline_env import offline_env
 
 DOC_A = ("Ada Lovelace wrote to Charles Babbage.\r\nShe lived in London.\r\n\r\n"
          "Zoë met her in Zürich.")
@@ -96,3 +100,43 @@ def test_out_is_locked_while_the_recognizer_lives(tmp_path: Path) -> None:
             pytest.raises(ConfigError, match="is in use by a live run"):
         Recognizer.from_config(config, out=tmp_path / "out", backend=backend)
     Recognizer.from_config(config, out=tmp_path / "out", backend=backend).close()  # released
+
+
+SCRIPT = """
+import json, sys
+from eval import engine
+from eval.recognizer import Recognizer
+
+starts = []
+start = engine.VLLMBackend._start
+engine.VLLMBackend._start = lambda self: (starts.append(1), start(self))[1]
+config, out = sys.argv[1], sys.argv[2]
+first_texts = ["Ada Lovelace wrote to Charles Babbage from London.",
+               "Zoë flew from Zürich to New York on Tuesday."]
+with Recognizer.from_config(config, out=out) as ner:
+    first = ner.predict(first_texts, ["person", "city"])
+    calls = ner.backend.calls
+    second = ner.predict([first_texts[0], "A third text, about Paris."],
+                         {"person": "A named human being.", "city": None})
+    print(json.dumps({"starts": len(starts), "calls": [calls, ner.backend.calls],
+                      "first": first, "second": second}))
+"""
+
+
+@pytest.mark.slow
+@needs_cpu_vllm
+def test_two_calls_in_one_process_start_one_engine(venv_python, tiny_assets, tmp_path) -> None:
+    config = tiny_config(tiny_assets, tmp_path / "tiny.yaml")
+    done = subprocess.run([str(venv_python("infer")), "-c", SCRIPT, str(config),
+                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                          env=offline_env(), timeout=1500)
+    (tmp_path / "recognizer.log").write_text(done.stdout + done.stderr, encoding="utf-8")
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # one engine for both calls; the tiny model finds nothing, so each call is one stage-1
+    # stream, and the second asks only for its new document (the first's answers are reused)
+    assert (result["starts"], result["calls"]) == (1, [1, 2])
+    assert [(r["id"], r["entities"]) for r in result["first"] + result["second"]] == [
+        ("1", []), ("2", []), ("1", []), ("2", [])]
+    anchor = [r for _, r in iter_jsonl(tmp_path / "out" / "text" / "stage1_anchor.jsonl")]
+    assert len(anchor) == 3  # three distinct windows asked once each
