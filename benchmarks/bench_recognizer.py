@@ -52,7 +52,11 @@ def main() -> None:
     args = parser.parse_args()
     pool = documents(args.data, 1 + sum(args.sizes), args.per_doc)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-recognizer-"))
-    rows = []
+    print(f"{args.config}: {args.per_doc} CrossNER dev sentence(s) per document, out {out}")
+    header = ("docs  sentences  seconds  docs/s  sentences/s  requests/sent  gen.tokens/sent  "
+              "s/sent vs first")
+    rows: list[str] = []
+    base = None
     with Recognizer.from_config(args.config, out=out) as ner:
         ner.predict(pool[:1], LABELS)  # warm-up: the engine starts here, untimed
         used = 1
@@ -63,15 +67,11 @@ def main() -> None:
             seconds = time.perf_counter() - start
             requests, tokens = stage_totals(out)
             sentences = size * args.per_doc
-            rows.append((size, sentences, seconds, requests, tokens))
-    base = rows[0][2] / rows[0][1]
-    print(f"{args.config}: {args.per_doc} CrossNER dev sentences per document, out {out}")
-    print("docs  sentences  seconds  docs/s  sentences/s  requests/sent  gen.tokens/sent  "
-          "s/sent vs first")
-    for size, sentences, seconds, requests, tokens in rows:
-        print(f"{size:4d}  {sentences:9d}  {seconds:7.1f}  {size / seconds:6.2f}  "
-              f"{sentences / seconds:11.2f}  {requests / sentences:13.2f}  "
-              f"{tokens / sentences:15.1f}  {seconds / sentences / base:15.2f}")
+            base = base or seconds / sentences
+            rows.append(f"{size:4d}  {sentences:9d}  {seconds:7.1f}  {size / seconds:6.2f}  "
+                        f"{sentences / seconds:11.2f}  {requests / sentences:13.2f}  "
+                        f"{tokens / sentences:15.1f}  {seconds / sentences / base:15.2f}")
+            print("\n".join([header, *rows]), flush=True)  # each size as soon as it is done
 
 
 if __name__ == "__main__":
