@@ -54,16 +54,6 @@ def source_test_gold(source: DatasetSource, dataset_dir: str | os.PathLike[str])
     return gold_mentions(parse_bio(path, source.domain, "test", tag_first=source.tag_first)[0])
 
 
-def crossner_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
-    """Test gold mentions of a CrossNER domain, read from ``raw_dir/<domain>/test.txt``."""
-    return source_test_gold(dataset_sources()[domain], raw_dir)
-
-
-def mit_test_gold(raw_dir: str | os.PathLike[str], domain: str) -> set[str]:
-    """Test gold mentions of ``mit_movie``/``mit_restaurant`` (``raw_dir/<movie|restaurant>``)."""
-    return source_test_gold(dataset_sources()[domain], raw_dir)
-
-
 def benchmark_test_gold(sources: Mapping[str, DatasetSource] | None = None
                         ) -> dict[str, Callable[[Path], set[str]]]:
     """Every benchmark domain with a source -> its test gold, read from a data folder laid out

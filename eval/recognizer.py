@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -229,8 +230,6 @@ def window_sentence(doc: Document, sid: str, window: Window) -> Sentence:
 def fit_calibration_budget(config: InferenceConfig, domain: Domain, tokenizer: Any) -> None:
     """Raise ``sampling.max_tokens_calibrate`` to the longest label name (+1 for the end of the
     answer): a name the calibrator cannot finish writing would be cut and never chosen."""
-    import sys
-
     longest = max(len(tokenizer.encode(label.name, add_special_tokens=False)) + 1
                   for label in domain.labels.values())
     if longest > config.sampling.max_tokens_calibrate:

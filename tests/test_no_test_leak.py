@@ -18,10 +18,8 @@ import pytest
 from core.definitions import VARIANTS_DIR, load_definitions
 from core.leakage import (
     BENCHMARK_TEST_GOLD,
-    crossner_test_gold,
     find_leaks,
     leak_report,
-    mit_test_gold,
     yaml_texts,
 )
 from core.mappings import CROSSNER_DOMAINS, DOMAINS_DIR, MAPPINGS_DIR
@@ -156,9 +154,9 @@ def test_parsed_data_is_accepted():
 
 def test_test_gold_is_read_from_the_test_split(shared_data):
     # distinct gold strings of the test splits, counted from the files
-    ai = crossner_test_gold(shared_data / "crossner", "ai")
+    ai = BENCHMARK_TEST_GOLD["ai"](shared_data)
     assert "machine learning" in ai and "Java" in ai
     sizes = {"mit_movie": 2217, "mit_restaurant": 1526}
     for domain, expected in sizes.items():
-        assert len(mit_test_gold(shared_data / "mit", domain)) == expected, domain
-    assert "romantic comedies" in mit_test_gold(shared_data / "mit", "mit_movie")
+        assert len(BENCHMARK_TEST_GOLD[domain](shared_data)) == expected, domain
+    assert "romantic comedies" in BENCHMARK_TEST_GOLD["mit_movie"](shared_data)
