@@ -27,10 +27,15 @@ DEFINITIONS ?=
 # DRY_RUN=1: train-*/infer run every check and print the plan (launch command, shards, what is
 # missing) without training, starting an engine or building their data/model prerequisites
 DRY_RUN     ?=
-# make predict: your text (UTF-8, one passage a line) and your labels (YAML: a list of names,
-# or a mapping name: definition)
+# make predict: your documents (a UTF-8 text file, a folder of .txt files, or JSONL records
+# {"id", "text"} or {"id", "tokens"}) and your labels (YAML: a list of names, or a mapping
+# name: definition); make export: FORMAT=docbin|conll and the FILE it writes
 INPUT       ?=
 LABELS      ?=
+FORMAT      ?=
+FILE        ?=
+# make refine: supervisor revisions (empty = the refine config's rounds)
+ROUNDS      ?=
 PILE_NER    ?=
 IEPILE      ?=
 MODEL       ?=
@@ -50,12 +55,12 @@ CROSSNER := $(DATA_DIR)/crossner
 #   make train-explorer learning_rate=1.0e-5      make infer DOMAIN=music ccr.rule=none
 MAKE_VARS := PYTHON VENV DEVICE DATA_DIR CROSSNER_DIR MIT_DIR DOMAINS OUT PYTEST_ARGS RECIPE CONFIG \
              DOMAIN LIMIT TP DP ABLATION PILE_NER IEPILE TRAIN_DATA_ARGS MODEL DEMO_CROSSNER \
-             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN INPUT LABELS DEFINITIONS
+             DEMO_CROSSNER_LIMIT DEMO_STEPS DEMO_ROOT DRY_RUN INPUT LABELS DEFINITIONS FORMAT FILE ROUNDS
 OVERRIDES = $(filter-out $(foreach v,$(MAKE_VARS),$(v)=%),$(MAKEOVERRIDES))
 
 .DEFAULT_GOAL := help
 .PHONY: help envs env-dev env-train env-infer data data-train train-explorer train-classifier \
-        train-direct-classifier models small-model tiny demo-assets infer predict baseline eval demo test lint bench clean \
+        train-direct-classifier models small-model tiny demo-assets infer predict export refine baseline eval demo test lint bench clean \
         check-cuda-envs
 
 help:  ## show this help
@@ -131,18 +136,33 @@ infer: env-infer $(if $(DRY_RUN),,$(INFER_PREREQS))  ## three-stage pipeline: CO
 
 PREDICT_PREREQS = $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
 
-predict: env-infer $(PREDICT_PREREQS)  ## NER on your text: INPUT= LABELS= OUT= CONFIG= key=value → OUT/predictions.jsonl, character offsets
-	$(if $(INPUT),,$(error make predict needs INPUT=<text file, one passage a line>))
+predict: env-infer $(PREDICT_PREREQS)  ## NER on your documents: INPUT= LABELS= OUT= CONFIG= key=value → OUT/predictions.jsonl + .html
+	$(if $(INPUT),,$(error make predict needs INPUT=<a text file, a folder of .txt, or .jsonl records>))
 	$(if $(LABELS),,$(error make predict needs LABELS=<labels.yaml>))
 	$(INFER_PY) -m eval.predict --config $(CONFIG) --input $(INPUT) --labels $(LABELS) \
 	  --out $(or $(OUT),runs/predict) $(OVERRIDES)
 
+# FORMAT=docbin (spaCy) or conll (BIO, pre-tokenised input); FILE= where (default beside it)
+export: env-dev  ## make predict's OUT/predictions.jsonl as FORMAT=docbin|conll → FILE=
+	$(DEV_PY) -m eval.export --predictions $(or $(OUT),runs/predict)/predictions.jsonl \
+	  --format $(or $(FORMAT),docbin) \
+	  --out $(or $(FILE),$(or $(OUT),runs/predict)/predictions.$(if $(filter conll,$(FORMAT)),conll,spacy))
+
+REFINE_PREREQS = $(if $(filter $(CROSSNER_DOMAINS) $(MIT_DOMAINS),$(DOMAIN)),data) \
+  $(if $(findstring tiny-cpu,$(CONFIG)),tiny) $(if $(findstring demo-cpu,$(CONFIG)),demo-assets)
+
+refine: env-infer $(REFINE_PREREQS)  ## refine DOMAIN='s definitions by annotator disagreement: CONFIG=recipes/refine/... LIMIT= ROUNDS= INPUT= OUT=
+	$(if $(DOMAIN),,$(error make refine needs DOMAIN=<a domain name or its YAML file>))
+	$(if $(findstring recipes/infer/,$(CONFIG)),$(error make refine needs CONFIG=recipes/refine/<name>.yaml, a refine config (CONFIG is $(CONFIG))))
+	$(INFER_PY) -m eval.refine --config $(CONFIG) --domain $(DOMAIN) $(if $(LIMIT),--limit $(LIMIT)) \
+	  $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(INPUT),--input $(INPUT)) $(if $(OUT),--out $(OUT)) $(OVERRIDES)
+
 baseline: data  ## train-split gazetteer baseline → $(or $(OUT),runs/gazetteer)/<domain>/predictions.jsonl
 	$(DEV_PY) -m eval.gazetteer --data $(CROSSNER) --out $(or $(OUT),runs/gazetteer) --domains $(DOMAINS)
 
-eval: env-dev  ## report for OUT=<run dir>: span/string x misc on/off, paper F1 beside ours, plots
-	$(if $(OUT),,$(error make eval needs OUT=<run dir>, e.g. OUT=runs/tiny-cpu))
-	$(DEV_PY) -m eval.report --run $(OUT) --data $(DATA_DIR)
+eval: env-dev  ## report: OUT=<run dir>, else the run make infer wrote with CONFIG= ABLATION= key=value
+	$(DEV_PY) -m eval.report $(if $(OUT),--run $(OUT),--config $(CONFIG) \
+	  $(if $(ABLATION),--ablation $(ABLATION)) $(OVERRIDES)) --data $(DATA_DIR)
 
 demo: envs $(if $(CROSSNER_DIR),data)  ## CPU demo end to end: small real model, adapters, 3 stages via vLLM, report (LIMIT= DEMO_*)
 	SAMNER_VENV=$(VENV) $(DEV_PY) -m tools.demo $(if $(CROSSNER_DIR),--crossner $(DEMO_CROSSNER) --crossner-limit $(DEMO_CROSSNER_LIMIT)) \

@@ -10,6 +10,13 @@
   * a list or tuple of strings (ids ``"1"``, ``"2"``, ... by position) or of such records.
 A ``str`` is always a path (text itself comes as a list). Ids are unique.
 
+Pre-tokenised input: a record may carry ``"tokens": [str, ...]`` (``null``: none), with or
+without ``"text"``, and the document keeps them (:attr:`Document.tokens`) so the model reads,
+and the output (CoNLL) holds, exactly those tokens. Without ``"text"`` the text is the tokens
+joined by single spaces. With it, the tokens must be the text's, by the rule of
+:func:`core.text.align_tokens`: non-empty, no whitespace inside, in order, only whitespace
+between and around them. :func:`token_spans_of` gives a document's token spans either way.
+
 The text is kept exactly as read, so offsets index it: no newline normalisation (CRLF stays),
 except a UTF-8 byte order mark at the start of a file, which is dropped (Windows editors write
 one; it is no text of the document, and kept it would stick to the first token).
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from core.io import DataError, iter_jsonl, not_utf8
+from core.text import Span, TokenError, align_tokens, check_token, token_spans
 
 Source = str | os.PathLike[str] | Sequence[str | Mapping[str, Any]]
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number",
@@ -38,8 +46,20 @@ class DocumentError(DataError):
 
 @dataclass(frozen=True)
 class Document:
+    """One document; ``tokens`` only for pre-tokenised input (a tuple: kept hashable)."""
+
     id: str
     text: str
+    tokens: tuple[str, ...] | None = None
+
+
+def token_spans_of(document: Document) -> list[Span]:
+    """Character spans of the document's tokens in its text: the given tokens if any (a
+    :class:`~core.text.TokenError` if they are not the text's), else
+    :func:`core.text.token_spans`."""
+    if document.tokens is None:
+        return token_spans(document.text)
+    return align_tokens(document.text, document.tokens)
 
 
 def read_documents(source: Source) -> list[Document]:
@@ -137,10 +157,36 @@ def _record(record: Any, where: str | Path, line: int | None) -> Document:
     if isinstance(key, bool) or not isinstance(key, str | int) or key == "":
         raise DocumentError(where, line, f'"id" must be a non-empty string or an integer, '
                             f"got {key!r}")
-    if "text" not in record:
+    tokens = _tokens(record, where, line)
+    if "text" not in record and tokens is None:
         raise DocumentError(where, line, 'the record has no "text"')
-    text = record["text"]
+    text = record.get("text", " ".join(tokens or ()))
     if not isinstance(text, str):
         kind = _JSON_TYPES.get(type(text), type(text).__name__)
         raise DocumentError(where, line, f'"text" must be a string, got {kind}')
-    return Document(str(key), text)
+    if tokens is not None:
+        try:
+            align_tokens(text, tokens)
+        except TokenError as exc:
+            raise DocumentError(where, line, str(exc)) from None
+    return Document(str(key), text, tokens)
+
+
+def _tokens(record: Mapping[str, Any], where: str | Path, line: int | None
+            ) -> tuple[str, ...] | None:
+    """A record's ``"tokens"`` (absent or null: None), each checked by itself."""
+    tokens = record.get("tokens")
+    if tokens is None:
+        return None
+    if not isinstance(tokens, list | tuple):
+        kind = _JSON_TYPES.get(type(tokens), type(tokens).__name__)
+        raise DocumentError(where, line, f'"tokens" must be an array of strings, got {kind}')
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            kind = _JSON_TYPES.get(type(token), type(token).__name__)
+            raise DocumentError(where, line, f"tokens[{i}] must be a string, got {kind}")
+        try:
+            check_token(i, token)
+        except TokenError as exc:
+            raise DocumentError(where, line, str(exc)) from None
+    return tuple(tokens)

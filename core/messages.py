@@ -23,6 +23,8 @@ class Request:
     stop: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None  # structured output: answer one of these exactly
     grammar: str | None = None  # structured output: an EBNF grammar the answer must follow
+    # structured output: a JSON schema (as canonical JSON text, so the request stays hashable)
+    json_schema: str | None = None
     sentence: str = ""  # the sentence id the answer belongs to (saved records carry it)
 
 

@@ -120,3 +120,42 @@ def authors_explorer_target(answers: Iterable[tuple[str, object]]) -> str:
     for type_name, value in answers:
         output[type_name] = value
     return json.dumps(output, ensure_ascii=False)
+
+
+# --- definition refinement (disagreement-guided; not a trained stage) --------------------------
+# A supervisor LLM reads label definitions and the mentions annotators disagreed on, and rewrites
+# the definitions. Not tied to PROMPT_VERSION: no adapter is trained on it.
+
+SUPERVISOR_PROMPT_VERSION = "samner-supervisor/1"
+
+SUPERVISOR_PREAMBLE = (
+    "Several annotators labelled the named entities of the same sentences, each following the "
+    "same label definitions, and they disagreed on the mentions listed below. Rewrite the "
+    "definitions of the labels under \"Definitions to revise\" so that annotators who read them "
+    "would make the same decision on mentions like these. Write each definition as an annotation "
+    "guideline: say what the type covers, and where its border with the neighbouring labels lies, "
+    "naming those labels. Never reuse a name or mention from the sentences shown; where an "
+    "example helps, invent one. Reply with one JSON object that maps each label name under "
+    "\"Definitions to revise\", spelled as there, to its new definition. Reply with the JSON "
+    "object only."
+)
+
+
+def supervisor_prompt(domain_name: str, definitions: Mapping[str, str], others: Sequence[str],
+                      disagreements: Sequence[tuple[str, str, str]]) -> str:
+    """The user message asking the supervisor to rewrite ``definitions`` (label name -> current
+    definition) of a domain whose other labels are ``others``, given ``disagreements``
+    (sentence text, mention, what the annotators said). The fixed preamble comes first."""
+    if not definitions:
+        raise ValueError("a supervisor prompt needs at least one definition to revise")
+    if not disagreements:
+        raise ValueError("a supervisor prompt needs at least one disagreement")
+    lines = [SUPERVISOR_PREAMBLE, "", f"Domain: {domain_name}", "Definitions to revise:"]
+    lines += [f"- {name}: {definition}" for name, definition in definitions.items()]
+    lines.append("Other labels of the domain: "
+                 + (", ".join(others) if others else "(none)"))
+    lines.append("Disagreements:")
+    for number, (text, mention, said) in enumerate(disagreements, start=1):
+        lines += [f"{number}. Sentence: {text}", f"   Mention: {mention}",
+                  f"   Annotators: {said}"]
+    return "\n".join(lines)

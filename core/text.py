@@ -20,6 +20,12 @@ own ("Apple's" -> ``Apple ' s``, "(IBM)" -> ``( IBM )``, "U.S." -> ``U.S .``). S
 without spaces (Chinese, Japanese, Thai) get no word splits: a run between punctuation is one
 token. The sentence the stages see is the tokens joined by single spaces.
 
+Given tokens (:func:`align_tokens`): pre-tokenised input keeps its own tokens. Each is a
+non-empty string without whitespace, found in the text in order with only whitespace (or
+nothing: "U.S" then "." in "U.S.") before it and only whitespace after the last, so the tokens
+are all the text holds and their spans follow without search or ambiguity. Their spans then
+stand in for :func:`token_spans` in :func:`sentence_spans` and :func:`windows` (``spans=``).
+
 Mentions -> offsets (:func:`place_mentions`): each predicted mention is split on whitespace and
 placed at every run of tokens equal to it (as span scoring does), longest mentions first; an
 occurrence that overlaps a longer mention already placed is skipped (the stage-2 tagging rule).
@@ -37,6 +43,10 @@ end:
     "i.e.", so "J. R. R. Tolkien" and "e.g. Paris" stay whole, and "Plan B. Next" too);
   * after one period that follows a number opening its line (a list item "1. Milk").
 A number ending a sentence ("born in 1990. He") is an end.
+With given token spans (``spans=``) a sentence never cuts a token: a token belongs to the
+sentence it starts in, which then ends where that token ends; a sentence left with no token
+of its own is dropped. (Ends followed by whitespace always fall between tokens; only the
+``。`` rule, which needs none, can fall inside a given token.)
 Hand-written rules are enough here: windows pack several sentences, so a missed end only makes
 a window hold one sentence more; a spurious end cuts an entity only if it falls inside a name,
 and the abbreviation and initials rules cover the common cases of a period inside one.
@@ -48,6 +58,7 @@ token count of the window's text stays within budget; see there.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,6 +100,10 @@ Span = tuple[int, int]
 
 class TextError(ProjectError):
     """Text that cannot be fitted to the model (one character over the token budget)."""
+
+
+class TokenError(ValueError):
+    """Given tokens that are not the text's: the message names the first one that is not."""
 
 
 # --- tokens -------------------------------------------------------------------------------------
@@ -139,6 +154,41 @@ def token_spans(text: str) -> list[Span]:
     if start is not None:
         spans.append((start, len(text)))
     return spans
+
+
+def align_tokens(text: str, tokens: Sequence[str]) -> list[Span]:
+    """Character spans of given ``tokens`` in ``text``, by the rule in the module doc (whitespace
+    as ``str.isspace``, as :func:`token_spans` cuts at it); else :class:`TokenError`."""
+    spans: list[Span] = []
+    cursor = 0
+    for i, token in enumerate(tokens):
+        check_token(i, token)
+        gap = _SPACE_RUN.match(text, cursor)
+        at = gap.end() if gap else cursor
+        if not text.startswith(token, at):
+            reads = repr(text[at:at + len(token)]) if at < len(text) else "nothing (the end)"
+            raise TokenError(f"tokens[{i}] {token!r} does not match the text at offset {at}, "
+                             f"which reads {reads}: tokens must appear in order, separated "
+                             "only by whitespace")
+        cursor = at + len(token)
+        spans.append((at, cursor))
+    rest = _SPACE_RUN.match(text, cursor)
+    at = rest.end() if rest else cursor
+    if at < len(text):
+        raise TokenError(f"the text goes on after the last token at offset {at}: "
+                         f"{text[at:at + 20]!r}: every word of the text must be a token")
+    return spans
+
+
+def check_token(i: int, token: object) -> None:
+    """A given token is a non-empty string without whitespace: the model sees the tokens joined
+    by single spaces, so one holding a space would come back as two."""
+    if not isinstance(token, str):
+        raise TokenError(f"tokens[{i}] must be a string, got {type(token).__name__}")
+    if not token:
+        raise TokenError(f"tokens[{i}] is empty")
+    if _SPACE_RUN.search(token):
+        raise TokenError(f"tokens[{i}] {token!r} holds whitespace")
 
 
 # --- mentions back to offsets -------------------------------------------------------------------
@@ -233,8 +283,31 @@ def _is_end(text: str, match: regex.Match[str], start: int, end: int) -> bool:
     return not (word.isdecimal() and _line_start(text, start, match.start() - len(word)))
 
 
-def sentence_spans(text: str) -> list[Span]:
-    """Spans of the sentences, by the rule in the module doc; surrounding whitespace excluded."""
+def sentence_spans(text: str, spans: Sequence[Span] | None = None) -> list[Span]:
+    """Spans of the sentences, by the rule in the module doc; surrounding whitespace excluded.
+    With ``spans`` (given tokens, in order) a sentence is snapped to whole tokens."""
+    found = _sentences(text)
+    return found if spans is None else snap_sentences(found, spans)
+
+
+def snap_sentences(sentences: Sequence[Span], spans: Sequence[Span]) -> list[Span]:
+    """Each sentence as the run of ``spans`` that start inside it (none: the sentence is
+    dropped), so no sentence boundary cuts a token; spans and sentences in order."""
+    out: list[Span] = []
+    k = 0
+    for start, end in sentences:
+        while k < len(spans) and spans[k][0] < start:  # taken by the sentence before
+            k += 1
+        first = k
+        while k < len(spans) and spans[k][0] < end:
+            k += 1
+        if k > first:
+            out.append((spans[first][0], spans[k - 1][1]))
+    return out
+
+
+def _sentences(text: str) -> list[Span]:
+    """The sentences by the rules alone, before any snapping to given tokens."""
     spans: list[Span] = []
     for start, end in paragraph_spans(text):
         begin = start
@@ -278,7 +351,8 @@ def _window(text: str, spans: Sequence[Span], piece: int = 0) -> Window:
 
 
 def windows(text: str, sentences: Sequence[Span], max_tokens: int,
-            count: Callable[[str], int]) -> list[Window]:
+            count: Callable[[str], int], *, spans: Sequence[Span] | None = None
+            ) -> list[Window]:
     """Windows over ``text``: consecutive ``sentences`` (spans in order, e.g. from
     :func:`sentence_spans`) packed while ``count(window.text) <= max_tokens``.
 
@@ -290,9 +364,15 @@ def windows(text: str, sentences: Sequence[Span], max_tokens: int,
     a window of its own (``piece`` 1, 2, ...). A token that alone does not fit (a long URL, an
     unbroken run of Chinese) is cut between grapheme clusters, the only place left that keeps
     offsets exact; a single cluster over the budget raises :class:`TextError`.
+
+    ``spans`` are the tokens to pack (given tokens, e.g. from :func:`align_tokens`); default:
+    :func:`token_spans` of each sentence's text. A given token goes with the sentence its start
+    lies in, whole even if the sentence ends inside it; one starting in no sentence is left
+    out, as text outside the sentences is.
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    tokens_of = _sentence_tokens(text, spans)
     out: list[Window] = []
     current: list[Span] = []
     current_text = ""
@@ -300,31 +380,49 @@ def windows(text: str, sentences: Sequence[Span], max_tokens: int,
     for start, end in sentences:
         if not previous_end <= start <= end <= len(text):
             raise ValueError(f"sentence span ({start}, {end}) is not in order within the text")
-        spans = [(start + s, start + e) for s, e in token_spans(text[start:end])]
-        if not spans:
+        tokens = tokens_of(start, end)
+        if not tokens:
             continue
         if current and _is_paragraph_break(text, previous_end, start):
             out.append(_window(text, current))
             current = []
         previous_end = end
-        joined = " ".join(text[s:e] for s, e in spans)
+        joined = " ".join(text[s:e] for s, e in tokens)
         if current:
             candidate = f"{current_text} {joined}"
             if count(candidate) <= max_tokens:
-                current.extend(spans)
+                current.extend(tokens)
                 current_text = candidate
                 continue
             out.append(_window(text, current))
             current = []
         if count(joined) <= max_tokens:
-            current, current_text = spans, joined
+            current, current_text = tokens, joined
         else:
             out.extend(_window(text, piece, number)
-                       for number, piece in enumerate(_pieces(text, spans, max_tokens, count),
+                       for number, piece in enumerate(_pieces(text, tokens, max_tokens, count),
                                                       start=1))
     if current:
         out.append(_window(text, current))
     return out
+
+
+def _sentence_tokens(text: str, spans: Sequence[Span] | None
+                     ) -> Callable[[int, int], list[Span]]:
+    """``(start, end) -> the token spans of that sentence``: our tokens of its text, or the given
+    ``spans`` that start inside it (checked once: in order, non-empty, within the text)."""
+    if spans is None:
+        return lambda start, end: [(start + s, start + e)
+                                   for s, e in token_spans(text[start:end])]
+    given = [(s, e) for s, e in spans]
+    previous = 0
+    for s, e in given:
+        if not previous <= s < e <= len(text):
+            raise ValueError(f"token span ({s}, {e}) is empty, overlaps the one before or is "
+                             "not within the text")
+        previous = e
+    starts = [s for s, _ in given]
+    return lambda start, end: given[bisect_left(starts, start):bisect_left(starts, end)]
 
 
 def _longest_fit(text: str, spans: Sequence[Span], first: int, max_tokens: int,

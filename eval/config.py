@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core.backbones import template_problems
@@ -26,6 +27,7 @@ from core.prompt_formats import PROMPT_FORMATS
 from core.register import adapter_rank
 from core.templates import TEMPLATES
 from eval import consensus
+from eval.make_hints import adapter_command
 
 CALIBRATION_MODES = ("per_mention",)
 # What the extractors are asked for: each label's extractor name (``extract_as``, else its
@@ -318,7 +320,7 @@ def read_config_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> InferenceConfig:
     """Read, override and validate an inference config; raises :class:`ConfigError`."""
     config = _build(InferenceConfig, read_config_data(path, overrides), "")
-    validate(config, check_paths=config.engine.backend != "fake")
+    validate(config, check_paths=config.engine.backend != "fake", source=path)
     return config
 
 
@@ -415,7 +417,8 @@ def _backbone_template_problems(config: InferenceConfig) -> list[str]:
            for section in STAGE2_SECTIONS.values() if getattr(config, section).enabled}})
 
 
-def validate(config: InferenceConfig, check_paths: bool = True) -> None:
+def validate(config: InferenceConfig, check_paths: bool = True,
+             source: str | os.PathLike[str] = "") -> None:
     problems = []
     if not config.model and config.engine.backend != "fake":
         problems.append("model: no base model given")
@@ -430,6 +433,10 @@ def validate(config: InferenceConfig, check_paths: bool = True) -> None:
             if not adapter.path:
                 problems.append(f"{adapter_section(role)}.path: not set (the trained adapter's "
                                 "directory)")
+                continue
+            if not (Path(adapter.path) / "adapter_config.json").is_file():
+                problems.append(f"{adapter_section(role)}.path: adapter {adapter.path}: no "
+                                f"adapter_config.json ({adapter_command(role, adapter, source)})")
                 continue
             try:
                 adapter_rank(adapter.path)

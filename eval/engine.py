@@ -8,6 +8,7 @@ batching and prefix caching work across sentences and adapters.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -194,6 +195,10 @@ def llm_kwargs(config: InferenceConfig, model: str, revision: str | None,
         "tensor_parallel_size": engine.tensor_parallel_size,
         "enable_prefix_caching": engine.enable_prefix_caching,
         "disable_log_stats": False,  # keeps the counters that get_metrics() reports
+        # JSON-schema answers (make refine's supervisor) come compact: with whitespace allowed
+        # a weak model pads with it until max_tokens. Only xgrammar and guidance honour the
+        # switch, so the backend is named (xgrammar: what "auto" picks for our grammars).
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     if engine.block_size is not None:
         kwargs["block_size"] = engine.block_size
@@ -242,6 +247,8 @@ def structured(request: Request):
         return StructuredOutputsParams(choice=list(request.choices))
     if request.grammar:
         return StructuredOutputsParams(grammar=request.grammar)
+    if request.json_schema:  # compact: see llm_kwargs' structured_outputs_config
+        return StructuredOutputsParams(json=json.loads(request.json_schema))
     return None
 
 

@@ -5,6 +5,8 @@
 
 Reads ``make predict``'s records (``text``, ``entities`` with character offsets, ``tokens`` for
 pre-tokenised input). A record's id is its ``id``, else its ``line``, else its 1-based position.
+``tokens`` are the token strings, as the input gave them (found in ``text`` in order, only
+whitespace between: :func:`core.text.align_tokens`), or their ``[start, end]`` spans in ``text``.
 
 docbin  a ``spacy.tokens.DocBin`` (``store_user_data=True``) of one ``Doc`` per record, built on
         ``spacy.blank(LANG)`` (no model download), the record id in ``doc.user_data["id"]``.
@@ -43,6 +45,7 @@ from typing import Any
 
 from core.cli import make_parser, run
 from core.io import DataError, ProjectError, atomic_writer, iter_jsonl
+from core.text import TokenError, align_tokens
 
 FORMATS = ("docbin", "conll")
 MAX_NOTES = 20  # notes printed by the command line; the counts cover every one
@@ -91,6 +94,17 @@ def _checked(records: Iterable[Mapping[str, Any]]
         yield rid, text, sorted(entities, key=lambda e: (e["start"], e["end"])), record
 
 
+def record_token_spans(rid: Any, text: str, tokens: list) -> list:
+    """A record's ``tokens`` as spans: strings are found in ``text`` (a mismatch is an error
+    naming the record and token), spans are kept as given."""
+    if not any(isinstance(token, str) for token in tokens):
+        return tokens
+    try:
+        return align_tokens(text, tokens)
+    except TokenError as exc:
+        raise ProjectError(f"record {rid}: {exc}") from None
+
+
 def _words_and_spaces(rid: Any, text: str, tokens: list) -> tuple[list[str], list[bool]]:
     """spaCy's ``words``/``spaces`` for the caller's tokens, rebuilding ``text`` exactly: one space
     after a token is its trailing space, any other whitespace becomes a whitespace token."""
@@ -130,7 +144,8 @@ def to_docbin(records: Iterable[Mapping[str, Any]], path: str | Path,
     docbin = DocBin(store_user_data=True)
     for rid, text, entities, record in _checked(records):
         if record.get("tokens") is not None:
-            words, spaces = _words_and_spaces(rid, text, record["tokens"])
+            tokens = record_token_spans(rid, text, record["tokens"])
+            words, spaces = _words_and_spaces(rid, text, tokens)
             doc = Doc(nlp.vocab, words=words, spaces=spaces)
         else:
             doc = nlp.make_doc(text)
@@ -200,7 +215,7 @@ def to_conll(records: Iterable[Mapping[str, Any]], path: str | Path,
             if not tokens:
                 counts.empty_skipped += 1
                 continue
-            lines = conll_lines(rid, text, entities, tokens)
+            lines = conll_lines(rid, text, entities, record_token_spans(rid, text, tokens))
             if comments:
                 if len(f"{rid}x".splitlines()) > 1:
                     raise ProjectError(f"record {rid!r}: an id with a line break cannot be a "

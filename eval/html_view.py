@@ -67,7 +67,7 @@ CSS = """body{font:15px/1.5 system-ui,sans-serif;margin:1em 2em;color:#222}
 .bar{position:sticky;top:0;background:#fff;padding:.4em 0;border-bottom:1px solid #ccc}
 .bar label{margin-right:1em;white-space:nowrap}.lg mark{cursor:default}
 .r{border-bottom:1px solid #eee;padding:.3em 0}.h{font-size:80%;color:#777}
-.x{margin:.1em 0}.k{display:inline-block;width:3em;font-size:80%;color:#777}
+.x{margin:.1em 0;white-space:pre-wrap}.k{display:inline-block;width:3em;font-size:80%;color:#777}
 mark{border-radius:3px;padding:0 2px;color:inherit}mark sub{font-size:65%;margin-left:2px}
 mark.n{background:#eee}mark.off{background:none!important;outline:1px dotted #aaa}
 mark i{font-style:normal;font-weight:bold;font-size:65%;margin-left:2px;color:#b00}

@@ -86,5 +86,7 @@ def request_digest(request: Any, context: Mapping[str, Any]) -> str:
         "choices": list(request.choices) if request.choices is not None else None,
         "grammar": request.grammar,
     }
+    if request.json_schema is not None:  # only when set: older saved answers keep their digest
+        payload["json_schema"] = request.json_schema
     text = json.dumps(payload, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

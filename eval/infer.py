@@ -95,7 +95,7 @@ def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[
     lock = lock_run_dir(out)
     covered = {
         domain.name: {"ref": ref, "gold": str(domain_gold(config, domain).resolve()),
-                      "sentences": len(sentences)}
+                      "sentences": len(sentences), **domain_file_record(domain)}
         for ref, (domain, sentences) in work.items()}
     record = {"prompt_version": PROMPT_VERSION, "domains": covered,
               "limit": config.limit, "domain_limits": config.domain_limits,
@@ -104,6 +104,16 @@ def prepare_run_dir(config: InferenceConfig, work: dict[str, tuple[Domain, list[
     write_text_atomic(out / "run.json", json.dumps(record, indent=2))
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     return out, lock
+
+
+def domain_file_record(domain: Domain) -> dict[str, Any]:
+    """The domain file a run read and, for one written by ``make refine``, its ``refined:``
+    block (which refine run, round and pilot its definitions came from)."""
+    if domain.source is None:
+        return {}
+    data = yaml.safe_load(Path(domain.source).read_text(encoding="utf-8"))
+    refined = data.get("refined") if isinstance(data, dict) else None
+    return {"file": str(domain.source), **({"refined": refined} if refined else {})}
 
 
 def adapters_record(config: InferenceConfig) -> dict[str, dict[str, Any]]:

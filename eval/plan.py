@@ -22,10 +22,8 @@ from eval.config import (
     read_config_data,
     validate,
 )
+from eval.make_hints import adapter_command
 from eval.placement import base_models, check_placement
-
-TRAIN_TARGETS = {"explorer": "make train-explorer", "classifier": "make train-classifier",
-                 "direct_classifier": "make train-direct-classifier"}
 
 
 def load_unchecked(path: str, overrides: Sequence[str]) -> InferenceConfig:
@@ -41,10 +39,7 @@ def missing_assets(config: InferenceConfig, config_path: str) -> list[str]:
     for role, adapter in config.adapters_by_role().items():
         if (Path(adapter.path) / "adapter_config.json").is_file():
             continue
-        if adapter.hub_id:
-            how = f"fetch it: make models CONFIG={config_path}"
-        else:
-            how = f"train it: {TRAIN_TARGETS.get(role, 'see its recipe')}"
+        how = adapter_command(role, adapter, config_path)
         missing.append(f"{adapter_section(role)}: {adapter.path} has no adapter_config.json "
                        f"({how})")
     for model in base_models(config):

@@ -37,13 +37,14 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from core.documents import Document, Source, read_documents
+from core.documents import Document, Source, read_documents, token_spans_of
 from core.io import write_jsonl, write_text_atomic
 from core.mappings import Domain, load_archetypes, load_domain
 from core.prompts import PROMPT_VERSION
 from core.records import Sentence
 from core.text import Window, place_mentions, sentence_spans, windows
 from eval.config import InferenceConfig, load_config
+from eval.html_view import predictions_page
 from eval.infer import adapters_record, lock_run_dir, record_engine_stats
 from eval.labels import (
     DOMAIN_NAME,
@@ -73,8 +74,7 @@ class Recognizer:
         self.make = make or make_backend
         self._lock = lock_run_dir(self.out)  # before anything is written into OUT
         config.output_dir = str(self.out)
-        write_text_atomic(self.out / "config.yaml",
-                          yaml.safe_dump(config.to_dict(), sort_keys=False))
+        self._write_config()
         write_text_atomic(self.out / "run.json", json.dumps(
             {"prompt_version": PROMPT_VERSION, "typing": config.typing,
              "adapters": adapters_record(config)}, indent=2))
@@ -105,13 +105,16 @@ class Recognizer:
 
     # --- one call ------------------------------------------------------------------------------
 
-    def predict(self, texts: Source, labels: Labels) -> list[dict[str, Any]]:
+    def predict(self, texts: Source | Sequence[Document],
+                labels: Labels | Sequence[LabelEntry]) -> list[dict[str, Any]]:
         """One record per document: ``{"id", "text", "entities": [{"start", "end", "text",
-        "type", "found_by", "archetype"}]}``; also written to ``OUT/predictions.jsonl`` with
-        the counts in ``OUT/predict.json``. Input and labels are checked before anything
-        runs."""
-        documents = read_documents(texts)
-        entries = read_labels(labels)
+        "type", "found_by", "archetype"}]}``; also written to ``OUT/predictions.jsonl`` (and
+        highlighted in ``OUT/predictions.html``) with the counts in ``OUT/predict.json``. Input
+        and labels are checked before anything runs; documents and labels already read
+        (:func:`read_documents`, :func:`read_labels`) are taken as they are."""
+        documents = texts if _all(texts, Document) else read_documents(texts)
+        entries = labels if _all(labels, LabelEntry) else read_labels(labels)
+        check_some_text(texts, documents)
         domain = self._domain(entries)
         self.counts = Counter(documents=len(documents))
         cut = self._windows(documents, domain)
@@ -124,6 +127,8 @@ class Recognizer:
                        list(zip(documents, cut, strict=True)), desc="documents", unit="doc",
                        disable=None))]
         write_jsonl(self.out / "predictions.jsonl", records)
+        write_text_atomic(self.out / "predictions.html", predictions_page(
+            records, title=f"predictions: {self.out.name}"))
         write_text_atomic(self.out / "predict.json", json.dumps(
             {"labels": [e.name for e in entries], "hidden_misc": hidden_misc,
              **{key: self.counts[key] for key in COUNTS}}, indent=2, ensure_ascii=False))
@@ -138,8 +143,15 @@ class Recognizer:
                               domain_data(entries, self.archetypes), sort_keys=False,
                               allow_unicode=True))
         domain = load_domain(folder)
+        budget = self.config.sampling.max_tokens_calibrate
         fit_calibration_budget(self.config, domain, self.backend.tokenizer)
+        if self.config.sampling.max_tokens_calibrate != budget:
+            self._write_config()  # config.yaml says what the run used
         return domain
+
+    def _write_config(self) -> None:
+        write_text_atomic(self.out / "config.yaml",
+                          yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     def _windows(self, documents: Sequence[Document], domain: Domain) -> list[list[Window]]:
         """Each document's windows, every one fitting the model in every stage."""
@@ -152,10 +164,12 @@ class Recognizer:
         cut: list[list[Window]] = [[] for _ in documents]
         todo = list(range(len(documents)))
         recut: set[int] = set()
+        spans = [token_spans_of(doc) for doc in documents]  # given tokens are kept as given
         while todo:
             for d in todo:
-                cut[d] = windows(documents[d].text, sentence_spans(documents[d].text),
-                                 budgets[d], count)
+                text = documents[d].text
+                cut[d] = windows(text, sentence_spans(text, spans[d]), budgets[d], count,
+                                 spans=spans[d])
             probe = [window_sentence(documents[d], f"{d}:{w}", window)
                      for d in todo for w, window in enumerate(cut[d])]
             too_long = context_problems(self.config, domain, self.archetypes, probe,
@@ -197,6 +211,8 @@ class Recognizer:
                 ) -> dict[str, Any]:
         """A document's entities in document offsets, with where each came from."""
         record: dict[str, Any] = {"id": doc.id, "text": doc.text, "entities": []}
+        if doc.tokens is not None:  # pre-tokenised input: kept for CoNLL export
+            record["tokens"] = list(doc.tokens)
         if not doc_windows:
             record["skipped"] = "empty document"
             self.counts["skipped_empty"] += 1
@@ -220,6 +236,19 @@ class Recognizer:
         record["entities"].sort(key=lambda e: (e["start"], e["end"]))
         self.counts["entities"] += len(record["entities"])
         return record
+
+
+def check_some_text(source: object, documents: Sequence[Document]) -> None:
+    """An input of only empty documents is an error (a typo'd folder, a wrong JSONL field)."""
+    if not any(doc.text.strip() for doc in documents):
+        where = source if isinstance(source, str | os.PathLike) else "texts"
+        raise PredictError(f"{where}: no text to run ({len(documents)} documents, all empty)")
+
+
+def _all(items: object, kind: type) -> bool:
+    """A non-empty list or tuple of ``kind``: input a caller has already read and checked."""
+    return isinstance(items, list | tuple) and bool(items) and \
+        all(isinstance(item, kind) for item in items)
 
 
 def window_sentence(doc: Document, sid: str, window: Window) -> Sentence:

@@ -2,6 +2,11 @@
 
     python -m eval.report --run RUN [--data data] [--paper recipes/paper_results.yaml]
                           [--out RUN/report]
+    python -m eval.report --config recipes/infer/llama3-8b.yaml [--ablation NAME] [key=value]
+
+With ``--config`` (a bare ``make eval``) the run is the one ``make infer`` writes with the same
+config, overrides and ablation: the config's ``output_dir`` (``-<ablation>`` appended), as
+``eval.infer`` names it; the command says which run it scores.
 
 Scores every ``RUN/<domain>/predictions.jsonl`` with :mod:`eval.score` in every setting (each
 registered score mode, string and span, x misc on/off) and writes, each file atomically, into
@@ -54,6 +59,8 @@ import sys
 from pathlib import Path
 
 from core.cli import make_parser, run
+from core.io import ConfigError
+from eval.config import InferenceConfig, read_config_data
 from eval.paper import DEFAULT_PAPER
 from eval.report_build import build
 from eval.report_files import write
@@ -63,18 +70,26 @@ from eval.score import SCORER_VERSION
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--run", type=Path, required=True, help="run dir with <domain>/predictions")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", type=Path, help="run dir with <domain>/predictions")
+    which.add_argument("--config", help="score the run `make infer` writes with this config")
+    parser.add_argument("--ablation", help="with --config: the run of `make infer ABLATION=`")
     parser.add_argument("--data", type=Path, default=Path("data"),
                         help="data root, when the run's run.json names no gold: gold is "
                              "DATA/<domain>/test.jsonl or the domain's `sentences` under DATA")
     parser.add_argument("--paper", type=Path, default=DEFAULT_PAPER,
                         help="the paper's numbers (recipes/paper_results.yaml)")
     parser.add_argument("--out", type=Path, help="output dir (default RUN/report)")
-    args = parser.parse_args(argv)
+    parser.add_argument("overrides", nargs="*", help="with --config: its key=value overrides")
+    args = parser.parse_intermixed_args(argv)
 
     def body() -> None:
-        r = build(args.run, args.data, args.paper)
-        path = write(r, args.out or args.run / "report")
+        if args.overrides and not args.config:
+            raise ConfigError(f"key=value overrides ({' '.join(args.overrides)}) go with "
+                              "--config; --run names the run itself")
+        run_dir = args.run or infer_run_dir(args.config, args.overrides, args.ablation)
+        r = build(run_dir, args.data, args.paper)
+        path = write(r, args.out or run_dir / "report")
         print(path)
         if r.warnings:
             print("WARNING: NOT paper numbers: " + "; ".join(r.warnings))
@@ -84,6 +99,21 @@ def main(argv: list[str] | None = None) -> int:
         print(setting_table(r, r.main_setting))
 
     return run(body)
+
+
+def infer_run_dir(config: str, overrides: list[str], ablation: str | None) -> Path:
+    """The run dir ``make infer CONFIG=config [ABLATION=] [key=value]`` writes, which must hold
+    a run; says on stdout which run is scored."""
+    output_dir = str(read_config_data(config, overrides).get("output_dir") or
+                     InferenceConfig.output_dir)
+    if ablation:
+        output_dir = f"{output_dir.rstrip('/')}-{ablation}"
+    run_dir = Path(output_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: no run of {config} here (make infer CONFIG={config} "
+                          "writes it; or name a run: make eval OUT=<run dir>)")
+    print(f"scoring {run_dir}: the run make infer CONFIG={config} wrote (its output_dir)")
+    return run_dir
 
 
 if __name__ == "__main__":

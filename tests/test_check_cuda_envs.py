@@ -218,7 +218,8 @@ def test_llm_kwargs_is_what_the_engine_passes() -> None:
         "dtype": "bfloat16", "seed": e.seed, "max_model_len": 4096, "max_num_seqs": 256,
         "tensor_parallel_size": 1, "enable_prefix_caching": True, "disable_log_stats": False,
         "gpu_memory_utilization": 0.9, "enable_lora": True, "max_loras": 3,
-        "max_lora_rank": 64}
+        "max_lora_rank": 64,
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True}}
     cpu = load_unchecked(LLAMA, ["engine.single_process=true", "engine.block_size=32",
                                  "engine.extra={enforce_eager: true}"])
     kwargs = engine.llm_kwargs(cpu, "models/x", None, {}, False)

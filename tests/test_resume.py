@@ -81,7 +81,8 @@ def test_run_files_live_under_out_whatever_the_domain_path(tmp_path, converted_c
     assert (out / "mymusic" / "predictions.jsonl").is_file()
     recorded = json.loads((out / "run.json").read_text())["domains"]["mymusic"]
     assert recorded == {"ref": str(own_domain), "sentences": 10,
-                        "gold": str((own_domain / "sentences.jsonl").resolve())}
+                        "gold": str((own_domain / "sentences.jsonl").resolve()),
+                        "file": str(own_domain / "domain.yaml")}  # no "refined": not refined
     # a no-op re-run reuses every answer and generates nothing
     gold = gold_by_text(converted_crossner)
     again = run(tmp_path, converted_crossner, own_domain, oracle(gold))

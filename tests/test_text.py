@@ -21,6 +21,7 @@ from core.io import DataError, ProjectError, dumps_line, write_jsonl
 from core.text import (
     TextError,
     Window,
+    align_tokens,
     paragraph_spans,
     place_mentions,
     sentence_spans,
@@ -228,6 +229,70 @@ def test_a_20000_word_document() -> None:
     # each long sentence, and only those, is cut: 128 + 128 + 45 tokens
     assert sum(w.piece == 1 for w in found) == longs
     assert [len(w.spans) for w in found if w.split] == [128, 128, 45] * longs
+
+
+# --- given tokens (pre-tokenised input) ---------------------------------------------------------
+
+# The, U.S. 4-8 and AT&T 13-17 whole (ours: "U.S" "." and "AT" "&" "T"), e-mail split as
+# e 22-23, - 23-24, mail 24-28 (ours: one token), New-York 30-38 (ours too)
+GIVEN = "The U.S. and AT&T use e-mail. New-York too."
+GIVEN_TOKENS = ["The", "U.S.", "and", "AT&T", "use", "e", "-", "mail", ".", "New-York", "too",
+                "."]
+GIVEN_SPANS = [(0, 3), (4, 8), (9, 12), (13, 17), (18, 21), (22, 23), (23, 24), (24, 28),
+               (28, 29), (30, 38), (39, 42), (42, 43)]
+
+
+def test_align_tokens_finds_given_tokens_in_order() -> None:
+    assert align_tokens(GIVEN, GIVEN_TOKENS) == GIVEN_SPANS
+    assert tokens(GIVEN) == ["The", "U.S", ".", "and", "AT", "&", "T", "use", "e-mail", ".",
+                             "New-York", "too", "."]  # ours differ
+
+
+def test_windows_keep_the_given_tokens() -> None:
+    sentences = sentence_spans(GIVEN, GIVEN_SPANS)
+    assert sentences == sentence_spans(GIVEN) == [(0, 29), (30, 43)]  # no token cut: same
+    [whole] = windows(GIVEN, sentences, 20, words, spans=GIVEN_SPANS)
+    assert whole == Window(0, 43, tuple(GIVEN_SPANS),
+                           "The U.S. and AT&T use e - mail . New-York too .")
+    # 9 + 3 tokens, 9 fit: one window per sentence, each the given tokens
+    found = windows(GIVEN, sentences, 9, words, spans=GIVEN_SPANS)
+    assert found == [Window(0, 29, tuple(GIVEN_SPANS[:9]), "The U.S. and AT&T use e - mail ."),
+                     Window(30, 43, tuple(GIVEN_SPANS[9:]), "New-York too .")]
+    assert [w.text for w in windows(GIVEN, sentences, 20, words)] == [
+        "The U.S . and AT & T use e-mail . New-York too ."]  # without spans: ours, as before
+
+
+def test_a_sentence_end_inside_a_given_token_moves_to_its_end() -> None:
+    text = "你好。世界"  # 。 ends a sentence without whitespace: (0, 3), (3, 5)
+    assert sentence_spans(text) == [(0, 3), (3, 5)]
+    assert sentence_spans(text, [(0, 5)]) == [(0, 5)]  # one token: one sentence
+    given = align_tokens(text, ["你好", "。世", "界"])
+    assert given == [(0, 2), (2, 4), (4, 5)]
+    assert sentence_spans(text, given) == [(0, 4), (4, 5)]  # "。世" starts in the first
+    # sentences that cut a token still keep it whole, with the sentence its start lies in
+    found = windows(text, [(0, 3), (3, 5)], 2, words, spans=given)
+    assert found == [Window(0, 4, ((0, 2), (2, 4)), "你好 。世"), Window(4, 5, ((4, 5),), "界")]
+
+
+def test_a_long_sentence_of_given_tokens_is_cut_at_given_tokens() -> None:
+    text = "a-b c-d e-f g-h"
+    given = align_tokens(text, ["a-b", "c", "-", "d", "e-f", "g-h"])
+    found = windows(text, sentence_spans(text, given), 4, words, spans=given)
+    assert [(w.text, w.piece) for w in found] == [("a-b c - d", 1), ("e-f g-h", 2)]
+
+
+@pytest.mark.parametrize("spans", [[(0, 1), (0, 1)], [(1, 1)], [(2, 5)], [(2, 3), (0, 1)]])
+def test_windows_reject_bad_given_spans(spans: list[tuple[int, int]]) -> None:
+    with pytest.raises(ValueError, match=r"^token span \(\d, \d\) is empty, overlaps"):
+        windows("a b", [(0, 3)], 5, words, spans=spans)
+
+
+def test_our_token_spans_given_back_change_nothing() -> None:
+    text, _ = big_document(seed=3)
+    sentences = sentence_spans(text)
+    ours = token_spans(text)
+    assert sentence_spans(text, ours) == sentences
+    assert windows(text, sentences, 128, words, spans=ours) == windows(text, sentences, 128, words)
 
 
 # --- mentions back to document offsets ----------------------------------------------------------
