@@ -165,8 +165,10 @@ class Recognizer:
         todo = list(range(len(documents)))
         recut: set[int] = set()
         spans = [token_spans_of(doc) for doc in documents]  # given tokens are kept as given
+        first = True
         while todo:
-            for d in todo:
+            for d in tqdm(todo, desc="documents: windows" if first else "documents: re-cut",
+                          unit="doc", disable=None):
                 text = documents[d].text
                 cut[d] = windows(text, sentence_spans(text, spans[d]), budgets[d], count,
                                  spans=spans[d])
@@ -183,7 +185,7 @@ class Recognizer:
                                        f"{too_long[sid]}")
                 budgets[d] //= 2
             recut.update(failed)
-            todo = failed
+            todo, first = failed, False
         self.counts["recut_documents"] = len(recut)
         for doc_windows in cut:
             self.counts["windows"] += len(doc_windows)

@@ -140,3 +140,22 @@ def test_two_calls_in_one_process_start_one_engine(venv_python, tiny_assets, tmp
         ("1", []), ("2", []), ("1", []), ("2", [])]
     anchor = [r for _, r in iter_jsonl(tmp_path / "out" / "text" / "stage1_anchor.jsonl")]
     assert len(anchor) == 3  # three distinct windows asked once each
+
+
+def test_pre_tokenised_documents_keep_their_tokens_for_conll(ner, tmp_path: Path) -> None:
+    from eval.export import to_conll
+
+    recognizer, _ = ner
+    docs = tmp_path / "docs.jsonl"
+    # the tokens differ from ours ("Lovelace's" would be three tokens here): they are kept
+    docs.write_text(json.dumps({"id": "t", "tokens": ["Ada", "Lovelace's", "notes", "reached",
+                                                      "London", "."]}) + "\n")
+    [record] = recognizer.predict(docs, ["person", "city"])
+    assert record["text"] == "Ada Lovelace's notes reached London ."
+    assert record["tokens"] == ["Ada", "Lovelace's", "notes", "reached", "London", "."]
+    # "Ada Lovelace" is no run of the given tokens: counted, left out; London is placed
+    assert spans(record) == [(29, 35, "London", "city")]
+    assert recognizer.counts["mentions_not_token_aligned"] == 1
+    to_conll([record], tmp_path / "out.conll")
+    assert (tmp_path / "out.conll").read_text() == (
+        "# id = t\nAda\tO\nLovelace's\tO\nnotes\tO\nreached\tO\nLondon\tB-city\n.\tO\n\n")

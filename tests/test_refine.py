@@ -281,3 +281,36 @@ def test_config_errors_come_before_any_model(setup, words: list[str], message: s
         refine_domain(refine, str(domain), words, make=make)
     assert str(failed.value) == f"invalid refine config {refine}:\n{message}"
     assert not out.exists() and not backends
+
+
+@pytest.mark.parametrize(("name", "annotators", "supervisor", "template", "keep"), [
+    ("tiny-cpu", ["ccr", "ensemble"], "models/tiny-llama", "llama3", True),
+    ("demo-cpu", ["ccr", "explorer-only"], "models/qwen2.5-coder-0.5b", "qwen", True),
+    ("llama3-8b", ["llama3-8b", "qwen2.5-7b"], "meta-llama/Meta-Llama-3-8B-Instruct", "llama3",
+     False),
+    ("qwen2.5-7b", ["llama3-8b", "qwen2.5-7b"], "Qwen/Qwen2.5-7B-Instruct", "qwen", False),
+])
+def test_shipped_refine_configs(name: str, annotators: list[str], supervisor: str, template: str,
+                                keep: bool) -> None:
+    """Every shipped refine config passes every check short of the files training makes; the
+    GPU ones pair the two paper pipelines, each model supervising once."""
+    from eval.refine_config import load_refine_config
+
+    refine = load_refine_config(REPO / "recipes" / "refine" / f"{name}.yaml", check_paths=False)
+    assert list(refine.annotators) == annotators
+    assert (refine.supervisor_model, refine.supervisor_template, refine.settings.keep_engines,
+            refine.settings.pilot.split) == (supervisor, template, keep, "dev")
+
+
+def test_your_own_text_as_the_pilot(setup, tmp_path: Path) -> None:
+    refine, domain, out, make, _asked, _backends = setup
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Ada met The Quarrymen in Liverpool. Liverpool was quiet.\n\nNo one came.")
+    refine_domain(refine, str(domain), ["rounds=1"], input_source=str(notes), make=make)
+    pilot = [r["id"] for _, r in iter_jsonl(out / "round-0" / "predictions" / "a.jsonl")]
+    assert pilot == ["notes.txt:0", "notes.txt:1", "notes.txt:2"]  # sentences, limit 3
+    run = json.loads((out / "run.json").read_text())
+    assert run["pilot"] == f"{notes} (first 3 sentences)"
+    # a finds Ada, The Quarrymen (band), Liverpool twice; so does b, which calls the band a
+    # person: 3 of 4 pairs shared on each side, F1 3/4
+    assert rounds_of(out)["rounds"][0]["mean_f1"] == pytest.approx(3 / 4)
