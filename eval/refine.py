@@ -15,8 +15,9 @@ Round 0 labels the pilot with the domain's definitions as given. Each round r = 
      label -> new definition (constrained by the engine's JSON schema support);
   2. keeps what is usable of the answer (:mod:`eval.revisions`: not JSON, unknown labels, a
      dropped label or an empty definition keep the old definition and are counted) and rejects
-     any revision that quotes a gold mention of a benchmark's test split (counted, with the
-     strings);
+     any revision that quotes a gold mention of a benchmark's test split, or copies a mention
+     it was shown (a definition made of the pilot's own mentions makes annotators agree
+     without defining anything); both counted, with the strings;
   3. labels the pilot again with the revised definitions and measures pairwise agreement
      (entity F1 in string mode, per label, and Cohen's kappa over the mentions both found).
 It stops after R rounds, when a round changed no definition, or (``stop_when_flat``) when
@@ -76,6 +77,7 @@ from eval.revisions import (
     definition_diff,
     describe_disagreement,
     read_revisions,
+    reject_copies,
     reject_leaks,
     supervisor_schema,
 )
@@ -85,30 +87,34 @@ REFINE_VERSION = 1  # bump when the loop's rules change what a run produces
 
 
 class EnginePool:
-    """One backend per distinct (base model, adapters, engine and sampling settings): annotators
-    that agree on those share an engine, and so does a supervisor on an annotator's base model.
+    """Engines shared wherever they can be: a request for (base model, adapters, engine and
+    sampling settings) is served by a started engine of the same model and settings whose
+    adapters include the asked ones (each role at the same path), so an annotator with fewer
+    extractors, and a supervisor on an annotator's base model, need no engine of their own.
     ``keep=False`` closes every engine at the end of each round (one GPU, several models)."""
 
     def __init__(self, make: Any, keep: bool) -> None:
         self.make, self.keep = make, keep
-        self.backends: dict[str, Any] = {}
+        self.backends: list[tuple[str, dict[str, str], Any]] = []  # (settings, adapters, engine)
 
     def get(self, config: InferenceConfig, model: str | None = None) -> Any:
         model = model or config.model
-        key = json.dumps({"model": model,
-                          "adapters": {r: a.path for r, a in config.adapters(model).items()},
-                          "engine": config.to_dict()["engine"],
-                          "sampling": config.to_dict()["sampling"]}, sort_keys=True)
-        if key not in self.backends:
-            self.backends[key] = self.make(config, model if model != config.model else None)
-        return self.backends[key]
+        settings = json.dumps({"model": model, "engine": config.to_dict()["engine"],
+                               "sampling": config.to_dict()["sampling"]}, sort_keys=True)
+        adapters = {role: a.path for role, a in config.adapters(model).items()}
+        for known, served, backend in self.backends:
+            if known == settings and adapters.items() <= served.items():
+                return backend
+        backend = self.make(config, model if model != config.model else None)
+        self.backends.append((settings, adapters, backend))
+        return backend
 
     def end_round(self) -> None:
         if not self.keep:
             self.close()
 
     def close(self) -> None:
-        for backend in self.backends.values():
+        for _, _, backend in self.backends:
             close = getattr(backend, "close", None)
             if close is not None:
                 close()
@@ -184,7 +190,10 @@ def annotate(refine: Refine, domain: Domain, archetypes: Archetypes, pilot: Sequ
     """Every annotator labels the pilot; annotators on one engine go as one request stream per
     stage. Answers are saved by content under ``out/annotators/<name>/``."""
     groups: dict[int, list[tuple[str, DomainRun]]] = {}
-    for name, config in refine.annotators.items():
+    # the annotators with the most adapters first: their engines can then serve the others
+    by_adapters = sorted(refine.annotators.items(), key=lambda item: -len(item[1].adapters(
+        item[1].model)))
+    for name, config in by_adapters:
         where = out / "annotators" / name
         for role, base in config.foreign_bases().items():  # e.g. a Llama anchor of a Qwen run
             foreign = pool.get(config, base)
@@ -239,6 +248,7 @@ def revise(domain: Domain, data: dict[str, Any], answer: dict[str, Any], test_go
     """Apply the usable revisions that quote no test gold; write the round's domain file and
     its diffs. Returns the new domain, its YAML data and the round's account."""
     accepted, rejected = reject_leaks(answer["revised"], test_gold)
+    accepted, copies = reject_copies(accepted, [d["mention"] for d in answer["shown"]])
     changed = {tag: text for tag, text in accepted.items()
                if " ".join(text.split()) != " ".join(domain.labels[tag].definition.split())}
     new_data = apply_revisions(data, changed)
@@ -251,9 +261,11 @@ def revise(domain: Domain, data: dict[str, Any], answer: dict[str, Any], test_go
     lines += [f"```diff\n{diff}```\n" for diff in diffs] or ["No definition changed.", ""]
     lines += [f"- rejected `{tag}`: quotes test-split gold {leaks}" for tag, leaks
               in rejected.items()]
+    lines += [f"- rejected `{tag}`: copies mentions it was shown {shown}" for tag, shown
+              in copies.items()]
     lines += [f"- {note}" for note in answer["notes"]]
     write_text_atomic(folder / "revisions.md", "\n".join(lines) + "\n")
-    account = {"changed": sorted(changed), "rejected_leaks": rejected,
+    account = {"changed": sorted(changed), "rejected_leaks": rejected, "rejected_copies": copies,
                "problems": answer["problems"], "unchanged": answer["unchanged"]}
     return load_domain(folder / "domain.yaml"), new_data, account
 
@@ -344,7 +356,8 @@ def loop(refine: Refine, domain: Domain, data: dict[str, Any], archetypes: Arche
         pool.end_round()
         previous, current = current, measure(number, new_domain, annotations, pilot, round_dir)
         current.record.update(revised=account["changed"], problems=account["problems"],
-                              rejected_leaks=sorted(account["rejected_leaks"]))
+                              rejected_leaks=sorted(account["rejected_leaks"]),
+                              rejected_copies=sorted(account["rejected_copies"]))
         history.append((current, new_data))
         report(history, folder, stopped="")
         if refine.settings.stop_when_flat and current.record["mean_f1"] <= \

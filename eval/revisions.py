@@ -156,6 +156,30 @@ def reject_leaks(revised: Mapping[str, str], test_gold: set[str]
     return accepted, rejected
 
 
+MIN_COPY_CHARS = 3  # shorter mentions ("UK", "I") occur in any prose: not a sign of copying
+
+
+def reject_copies(revised: Mapping[str, str], shown: Sequence[str]
+                  ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(accepted, rejected): a revision that contains a mention the supervisor was shown (as a
+    whole word, case-insensitive; mentions of :data:`MIN_COPY_CHARS` characters or more) is
+    rejected with those mentions. A definition built from the pilot's own mentions is no
+    definition (a weak supervisor answers "Ambient Monkeys" for location), and examples in
+    definitions are invented, never taken from data."""
+    mentions = sorted({" ".join(m.split()) for m in shown
+                       if len(" ".join(m.split())) >= MIN_COPY_CHARS})
+    accepted: dict[str, str] = {}
+    rejected: dict[str, list[str]] = {}
+    for tag, text in revised.items():
+        copied = [m for m in mentions
+                  if re.search(rf"(?<!\w){re.escape(m)}(?!\w)", text, re.IGNORECASE)]
+        if copied:
+            rejected[tag] = copied
+        else:
+            accepted[tag] = text
+    return accepted, rejected
+
+
 def apply_revisions(domain_data: Mapping[str, Any], revised: Mapping[str, str]) -> dict[str, Any]:
     """A deep copy of a domain's YAML data (``yaml.safe_load``) with the revised definitions in
     place; nothing else changes. A tag the data has no label for is an error."""

@@ -5,8 +5,9 @@ find the same mentions with the same oracle extractors, except that annotator b 
 "Tuesday" (and calls it misc); their calibrators differ on "The Quarrymen": a says band, b says
 person until the band definition says "performing together". Round 1's supervisor rewrites
 band (kept), person (rejected: it quotes "Penny Lane", a gold mention of the domain's test
-split) and misc (empty: the old one is kept). Round 2's supervisor answers no JSON, so nothing
-changes and the loop stops, keeping round 1, the round with the highest agreement.
+split) and misc (empty: the old one is kept). Round 2's supervisor rewrites misc with a mention
+it was shown ("Tuesday"): rejected, so nothing changes and the loop stops, keeping round 1, the
+round with the highest agreement.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ KNOWN = {"fake-a": ["Ada", "The Quarrymen", "Liverpool"],
 REVISED_BAND = "A named group of musicians performing together, such as \"The Velvet Foxes\"."
 ROUND_1 = json.dumps({"person": "A named human being, e.g. \"Penny Lane\".",
                       "band": REVISED_BAND, "misc": "  "})
+ROUND_2 = json.dumps({"misc": "A day such as tuesday, or any other named thing."})
 
 
 def label_of(model: str, mention: str, prompt: str) -> str:
@@ -98,7 +100,7 @@ def setup(tmp_path: Path):
                        "max_definition_chars": 120, "disagreements_shown": 10},
         "output_dir": str(tmp_path / "out")}))
     asked: list[str] = []
-    answers = [ROUND_1]
+    answers = [ROUND_1, ROUND_2]
     backends: list[FakeBackend] = []
 
     def make(config, model):
@@ -146,8 +148,8 @@ def test_two_rounds_pin_agreement_disagreements_and_definitions(setup) -> None:
     assert first["problems"] == {"empty_definition": 1}
     assert first["raw"] == ROUND_1
     second = json.loads((out / "round-2" / "supervisor.json").read_text())
-    assert (second["asked"], second["problems"], second["changed"]) == (
-        ["misc"], {"not_json": 1}, [])
+    assert (second["asked"], second["problems"], second["changed"], second["rejected_copies"]) \
+        == (["misc"], {}, [], {"misc": ["Tuesday"]})
     # the supervisor saw the current definitions of the labels involved and the disagreements
     assert "- band: A named musical group.\n" in asked[0]
     assert "   Annotators: a: band; b: person\n" in asked[0]
@@ -314,3 +316,23 @@ def test_your_own_text_as_the_pilot(setup, tmp_path: Path) -> None:
     # a finds Ada, The Quarrymen (band), Liverpool twice; so does b, which calls the band a
     # person: 3 of 4 pairs shared on each side, F1 3/4
     assert rounds_of(out)["rounds"][0]["mean_f1"] == pytest.approx(3 / 4)
+
+
+def test_engines_are_shared_where_the_adapters_allow() -> None:
+    from eval.plan import load_unchecked
+    from eval.refine import EnginePool
+
+    tiny = str(REPO / "recipes" / "infer" / "tiny-cpu.yaml")
+    full = load_unchecked(tiny, [])
+    fewer = load_unchecked(tiny, ["extractors.anchor.enabled=false"])
+    other = load_unchecked(tiny, ["sampling.max_tokens_extract=32"])
+    made: list[str] = []
+    pool = EnginePool(lambda config, model: made.append(model or config.model) or len(made),
+                      keep=True)
+    # the full pipeline's engine serves the one with fewer adapters and the base model alone
+    assert pool.get(full) == pool.get(fewer) == pool.get(full, "models/tiny-llama") == 1
+    assert pool.get(other) == 2  # other decoding settings: an engine of its own
+    # the other way round the first engine lacks the anchor: hence annotate() asks in order of
+    # most adapters first
+    reverse = EnginePool(lambda config, model: object(), keep=True)
+    assert reverse.get(fewer) is not reverse.get(full)

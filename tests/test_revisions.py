@@ -18,6 +18,7 @@ from eval.revisions import (
     definition_diff,
     describe_disagreement,
     read_revisions,
+    reject_copies,
     reject_leaks,
     supervisor_schema,
 )
@@ -244,3 +245,15 @@ def test_supervisor_prompt_refuses_empty(definitions: dict[str, str],
                                          items: list[tuple[str, str, str]]) -> None:
     with pytest.raises(ValueError, match="at least one"):
         supervisor_prompt("x", definitions, ["b"], items)
+
+
+def test_reject_copies_of_shown_mentions() -> None:
+    revised = {"album": "Ambient Monkeys",  # what a 0.5B supervisor wrote for location
+               "band": "A group; the ambient monkeys kind.",  # case-insensitive, whole words
+               "person": "A human, as in Mon or UK.",  # "Mon" is inside no shown mention;
+               "misc": "Anything in the Ambient Monkeysphere."}  # not a whole word: kept
+    accepted, rejected = reject_copies(revised, ["Ambient  Monkeys", "UK", "Tuesday"])
+    assert rejected == {"album": ["Ambient Monkeys"], "band": ["Ambient Monkeys"]}
+    # "UK" is shorter than MIN_COPY_CHARS (3): too common in prose to mean copying
+    assert accepted == {"person": "A human, as in Mon or UK.",
+                        "misc": "Anything in the Ambient Monkeysphere."}
