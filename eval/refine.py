@@ -15,9 +15,10 @@ Round 0 labels the pilot with the domain's definitions as given. Each round r = 
      label -> new definition (constrained by the engine's JSON schema support);
   2. keeps what is usable of the answer (:mod:`eval.revisions`: not JSON, unknown labels, a
      dropped label or an empty definition keep the old definition and are counted) and rejects
-     any revision that quotes a gold mention of a benchmark's test split, or copies a mention
-     it was shown (a definition made of the pilot's own mentions makes annotators agree
-     without defining anything); both counted, with the strings;
+     any revision that quotes a gold mention of a benchmark's test split, or copies what it
+     was shown (a mention, a name or a run of words of a shown sentence: a definition made of
+     the pilot's own text makes annotators agree without defining anything); both counted,
+     with the strings;
   3. labels the pilot again with the revised definitions and measures pairwise agreement
      (entity F1 in string mode, per label, and Cohen's kappa over the mentions both found).
 It stops after R rounds, when a round changed no definition, or (``stop_when_flat``) when
@@ -248,7 +249,8 @@ def revise(domain: Domain, data: dict[str, Any], answer: dict[str, Any], test_go
     """Apply the usable revisions that quote no test gold; write the round's domain file and
     its diffs. Returns the new domain, its YAML data and the round's account."""
     accepted, rejected = reject_leaks(answer["revised"], test_gold)
-    accepted, copies = reject_copies(accepted, [d["mention"] for d in answer["shown"]])
+    accepted, copies = reject_copies(accepted, [d["mention"] for d in answer["shown"]],
+                                     [d["text"] for d in answer["shown"]])
     changed = {tag: text for tag, text in accepted.items()
                if " ".join(text.split()) != " ".join(domain.labels[tag].definition.split())}
     new_data = apply_revisions(data, changed)

@@ -157,22 +157,50 @@ def reject_leaks(revised: Mapping[str, str], test_gold: set[str]
 
 
 MIN_COPY_CHARS = 3  # shorter mentions ("UK", "I") occur in any prose: not a sign of copying
+COPY_RUN = 4  # this many consecutive tokens of a shown sentence are copied prose
 
 
-def reject_copies(revised: Mapping[str, str], shown: Sequence[str]
-                  ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """(accepted, rejected): a revision that contains a mention the supervisor was shown (as a
-    whole word, case-insensitive; mentions of :data:`MIN_COPY_CHARS` characters or more) is
-    rejected with those mentions. A definition built from the pilot's own mentions is no
-    definition (a weak supervisor answers "Ambient Monkeys" for location), and examples in
-    definitions are invented, never taken from data."""
-    mentions = sorted({" ".join(m.split()) for m in shown
-                       if len(" ".join(m.split())) >= MIN_COPY_CHARS})
+def _names(tokens: Sequence[str]) -> list[str]:
+    """Runs of capitalised tokens after a sentence's first token: how names are written."""
+    runs: list[list[str]] = []
+    for i, token in enumerate(tokens):
+        if i and token[:1].isupper():
+            if runs and runs[-1][-1] is tokens[i - 1]:
+                runs[-1].append(token)
+            else:
+                runs.append([token])
+    return [" ".join(run) for run in runs]
+
+
+def copied_from(text: str, mentions: Sequence[str], sentences: Sequence[str]) -> list[str]:
+    """What ``text`` copies of what the supervisor was shown, as whole words: a shown mention
+    (case-insensitive), a name of a shown sentence (a run of capitalised tokens, as written),
+    or :data:`COPY_RUN` consecutive tokens of one (case-insensitive). Only strings of at least
+    :data:`MIN_COPY_CHARS` characters count."""
+    def found(phrase: str, flags: int) -> bool:
+        return len(phrase) >= MIN_COPY_CHARS and re.search(
+            rf"(?<!\w){re.escape(phrase)}(?!\w)", text, flags) is not None
+
+    copied = {m for m in (" ".join(m.split()) for m in mentions) if found(m, re.IGNORECASE)}
+    for sentence in sentences:
+        tokens = sentence.split()
+        copied |= {name for name in _names(tokens) if found(name, 0)}
+        copied |= {run for run in (" ".join(tokens[i:i + COPY_RUN])
+                                   for i in range(len(tokens) - COPY_RUN + 1))
+                   if found(run, re.IGNORECASE)}
+    return sorted(copied)
+
+
+def reject_copies(revised: Mapping[str, str], mentions: Sequence[str],
+                  sentences: Sequence[str] = ()) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(accepted, rejected): a revision that copies what the supervisor was shown
+    (:func:`copied_from`) is rejected with what it copied. A definition built from the pilot's
+    own text is no definition (a weak supervisor answers "Ambient Monkeys" for location, a
+    fragment of a shown sentence), and examples in definitions are invented, never data."""
     accepted: dict[str, str] = {}
     rejected: dict[str, list[str]] = {}
     for tag, text in revised.items():
-        copied = [m for m in mentions
-                  if re.search(rf"(?<!\w){re.escape(m)}(?!\w)", text, re.IGNORECASE)]
+        copied = copied_from(text, mentions, sentences)
         if copied:
             rejected[tag] = copied
         else:

@@ -247,13 +247,20 @@ def test_supervisor_prompt_refuses_empty(definitions: dict[str, str],
         supervisor_prompt("x", definitions, ["b"], items)
 
 
-def test_reject_copies_of_shown_mentions() -> None:
-    revised = {"album": "Ambient Monkeys",  # what a 0.5B supervisor wrote for location
-               "band": "A group; the ambient monkeys kind.",  # case-insensitive, whole words
-               "person": "A human, as in Mon or UK.",  # "Mon" is inside no shown mention;
-               "misc": "Anything in the Ambient Monkeysphere."}  # not a whole word: kept
-    accepted, rejected = reject_copies(revised, ["Ambient  Monkeys", "UK", "Tuesday"])
-    assert rejected == {"album": ["Ambient Monkeys"], "band": ["Ambient Monkeys"]}
-    # "UK" is shorter than MIN_COPY_CHARS (3): too common in prose to mean copying
-    assert accepted == {"person": "A human, as in Mon or UK.",
-                        "misc": "Anything in the Ambient Monkeysphere."}
+def test_reject_copies_of_shown_mentions_names_and_prose() -> None:
+    sentence = ("Largo ( from Xerxes ) , both on Ambient Monkeys , by Wolfgang Amadeus Mozart "
+                "and the London Symphony Orchestra .")
+    revised = {
+        "album": "Ambient Monkeys",  # a name of the sentence, as the 0.5B demo supervisor wrote
+        "band": "A group; the tuesday kind.",  # a shown mention, case-insensitive
+        "event": "Something on ambient monkeys.",  # names are matched as written: kept
+        "misc": "A thing from xerxes , both on ambient records.",  # ", both on ambient": 4
+        # tokens of the sentence, case-insensitive ("from xerxes , both" is not: no ")")
+        "person": "A human, as in Mon or UK.",  # "UK" (shown) is under 3 characters: kept
+        "location": "A place in the Ambient Monkeysphere.",  # not a whole word: kept
+        "song": "Largo is a tempo.",  # the sentence's first token is no name: kept
+    }
+    accepted, rejected = reject_copies(revised, ["Tuesday", "UK"], [sentence])
+    assert rejected == {"album": ["Ambient Monkeys"], "band": ["Tuesday"],
+                        "misc": [", both on Ambient"]}
+    assert sorted(accepted) == ["event", "location", "person", "song"]
