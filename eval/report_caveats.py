@@ -51,13 +51,20 @@ def model_warnings(config: dict[str, Any] | None) -> tuple[list[str], list[str]]
 
 
 def definitions_caveats(run_record: dict[str, Any] | None) -> tuple[list[str], str | None]:
-    """(warnings, summary line) from ``run.json``'s ``definitions``: a run whose definitions are
-    not the paper's setting (the train-examples variant, a file of the user's such as the
-    authors'), or whose definitions quote gold mentions of a scored domain, says so first."""
+    """(warnings, summary line) from ``run.json``'s ``definitions`` and ``domains``: a run whose
+    definitions are not the paper's setting (the train-examples variant, a file of the user's
+    such as the authors', a domain file refined by ``make refine``), or whose definitions quote
+    gold mentions of a scored domain, says so first."""
+    warnings = []
+    for domain, covered in ((run_record or {}).get("domains") or {}).items():
+        refined = (covered or {}).get("refined") if isinstance(covered, dict) else None
+        if isinstance(refined, dict):  # a domain file written by make refine (eval/refine.py)
+            warnings.append(f"{domain}: definitions refined by make refine ({refined.get('run')}"
+                            f", round {refined.get('round')}, pilot {refined.get('pilot')}): "
+                            "beyond the paper, not its setting")
     record = (run_record or {}).get("definitions")
     if not isinstance(record, dict):
-        return [], None
-    warnings = []
+        return warnings, None
     if not record.get("paper_setting", True):
         warnings.append(f"{record.get('setting_means')} ({record.get('source')})")
     for domain, info in (record.get("domains") or {}).items():

@@ -27,6 +27,7 @@ from eval.config import load_config
 from eval.engine import FakeBackend
 from eval.infer import run_pipeline
 from eval.refine import refine_domain
+from eval.report_caveats import definitions_caveats
 from tests.conftest import REPO
 from tests.test_gpu_smoke import needs_cpu_vllm
 from tests.test_predict import tiny_config
@@ -177,6 +178,11 @@ def test_two_rounds_pin_agreement_disagreements_and_definitions(setup) -> None:
     covered = json.loads((out.parent / "infer" / "run.json").read_text())["domains"]["gigs"]
     assert (covered["file"], covered["sentences"], covered["refined"]["round"]) == (
         str(refined), 1, 1)
+    # and its report says first that these are not the paper's definitions
+    warnings, _ = definitions_caveats(json.loads((out.parent / "infer" / "run.json").read_text()))
+    assert warnings == [f"gigs: definitions refined by make refine ({out}, round 1, pilot "
+                        f"{domain.parent / 'data' / 'gigs' / 'dev.jsonl'} (first 3 sentences)): "
+                        "beyond the paper, not its setting"]
 
 
 def test_a_rerun_repeats_nothing(setup) -> None:
