@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from core.cli import run
 from core.records import load_sentences
 from eval.recognizer import Recognizer
 
@@ -42,7 +44,7 @@ def stage_totals(out: Path) -> tuple[int, int]:
             sum(c.get("output_tokens", 0) for c in stages.values()))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="recipes/infer/demo-cpu.yaml")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 100])
@@ -50,6 +52,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    return run(lambda: measure(args))  # a bad config or missing data: one line, exit 2
+
+
+def measure(args: argparse.Namespace) -> None:
     pool = documents(args.data, 1 + sum(args.sizes), args.per_doc)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-recognizer-"))
     print(f"{args.config}: {args.per_doc} CrossNER dev sentence(s) per document, out {out}")
@@ -75,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
