@@ -143,8 +143,8 @@ def pilot_sentences(refine: Refine, domain: Domain, input_source: str | None
         sentences = []
         for doc in read_documents(source):
             for n, (start, end) in enumerate(sentence_spans(doc.text)):
-                tokens = [doc.text[s:e] for s, e in token_spans(doc.text[start:end])
-                          for s, e in [(s + start, e + start)]]
+                tokens = [doc.text[start + s:start + e]
+                          for s, e in token_spans(doc.text[start:end])]
                 if tokens:
                     sentences.append(Sentence(f"{doc.id}:{n}", domain.name, tokens))
         return sentences[:limit], f"{source} (first {limit} sentences)"
