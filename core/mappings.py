@@ -152,6 +152,8 @@ class Domain:
     archetype_fallback: dict[str, str] = field(default_factory=dict)
     sentences: str | None = None  # path of the sentences JSONL, relative to the data dir
     source: Path | None = None
+    # a file written by make refine: where its definitions came from (eval/refine.py)
+    refined: dict[str, Any] | None = None
 
     def tag_lookup(self) -> dict[str, str]:
         """Lower-cased label name or raw tag -> raw tag (a raw tag wins a clash): how a model's
@@ -219,7 +221,8 @@ def load_domain(ref: str | os.PathLike[str]) -> Domain:
                 f"{path}: archetype_fallback.{archetype} names unknown label {label!r}")
     default_name = path.parent.name if path.name == "domain.yaml" else path.stem
     name = str(data.get("name") or default_name)
-    return Domain(name, labels, more_specific, fallback, data.get("sentences"), path)
+    refined = data.get("refined") if isinstance(data.get("refined"), dict) else None
+    return Domain(name, labels, more_specific, fallback, data.get("sentences"), path, refined)
 
 
 def check_distinct_labels(path: Path, labels: dict[str, Label]) -> None:

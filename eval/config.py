@@ -317,6 +317,11 @@ def read_config_data(path: str | os.PathLike[str], overrides: Sequence[str] = ()
     return data
 
 
+def ablation_output_dir(output_dir: str, ablation: str) -> str:
+    """Where ``make infer ABLATION=<name>`` writes without OUT: the output_dir, ``-<name>``."""
+    return f"{output_dir.rstrip('/')}-{ablation}"
+
+
 def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> InferenceConfig:
     """Read, override and validate an inference config; raises :class:`ConfigError`."""
     config = _build(InferenceConfig, read_config_data(path, overrides), "")

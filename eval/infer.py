@@ -42,7 +42,13 @@ from core.mappings import Domain, load_archetypes, load_domain
 from core.prompts import PROMPT_VERSION
 from core.records import Sentence, load_sentences
 from core.register import read_adapter_training_data
-from eval.config import ConfigError, InferenceConfig, load_config, read_config_data
+from eval.config import (
+    ConfigError,
+    InferenceConfig,
+    ablation_output_dir,
+    load_config,
+    read_config_data,
+)
 
 
 def ablations(extractors: list[str]) -> dict[str, list[str]]:
@@ -111,9 +117,8 @@ def domain_file_record(domain: Domain) -> dict[str, Any]:
     block (which refine run, round and pilot its definitions came from)."""
     if domain.source is None:
         return {}
-    data = yaml.safe_load(Path(domain.source).read_text(encoding="utf-8"))
-    refined = data.get("refined") if isinstance(data, dict) else None
-    return {"file": str(domain.source), **({"refined": refined} if refined else {})}
+    return {"file": str(domain.source),
+            **({"refined": domain.refined} if domain.refined else {})}
 
 
 def adapters_record(config: InferenceConfig) -> dict[str, dict[str, Any]]:
@@ -327,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         config = load_config(args.config, overrides)
         if args.ablation and not args.out:
-            config.output_dir = f"{config.output_dir.rstrip('/')}-{args.ablation}"
+            config.output_dir = ablation_output_dir(config.output_dir, args.ablation)
             overrides.append(f"output_dir={config.output_dir}")
         dp = config.engine.data_parallel_size
         if args.shard:

@@ -18,6 +18,7 @@ from core.mappings import CROSSNER_DOMAINS, load_domain
 from eval.config import (
     InferenceConfig,
     _build,
+    ablation_output_dir,
     adapter_section,
     read_config_data,
     validate,
@@ -80,7 +81,7 @@ def dry_run(config_path: str, overrides: Sequence[str], suffix: str | None = Non
     config = load_unchecked(config_path, overrides)
     visible = visible_gpu_ids() if visible is None else visible
     shards = check_placement(config, visible)
-    out = f"{config.output_dir.rstrip('/')}-{suffix}" if suffix else config.output_dir
+    out = ablation_output_dir(config.output_dir, suffix) if suffix else config.output_dir
     engine = config.engine
     where = f"{len(visible)} visible GPUs" if visible else "CPU"
     print(f"plan: {config_path} -> {out} (domains: {', '.join(config.domains)})")

@@ -100,8 +100,9 @@ class EnginePool:
 
     def get(self, config: InferenceConfig, model: str | None = None) -> Any:
         model = model or config.model
-        settings = json.dumps({"model": model, "engine": config.to_dict()["engine"],
-                               "sampling": config.to_dict()["sampling"]}, sort_keys=True)
+        data = config.to_dict()
+        settings = json.dumps({"model": model, "engine": data["engine"],
+                               "sampling": data["sampling"]}, sort_keys=True)
         adapters = {role: a.path for role, a in config.adapters(model).items()}
         for known, served, backend in self.backends:
             if known == settings and adapters.items() <= served.items():
@@ -249,10 +250,9 @@ def revise(domain: Domain, data: dict[str, Any], answer: dict[str, Any], test_go
     """Apply the usable revisions that quote no test gold; write the round's domain file and
     its diffs. Returns the new domain, its YAML data and the round's account."""
     accepted, rejected = reject_leaks(answer["revised"], test_gold)
-    accepted, copies = reject_copies(accepted, [d["mention"] for d in answer["shown"]],
-                                     [d["text"] for d in answer["shown"]])
-    changed = {tag: text for tag, text in accepted.items()
-               if " ".join(text.split()) != " ".join(domain.labels[tag].definition.split())}
+    # read_revisions already left out what equals the current definition (counted unchanged)
+    changed, copies = reject_copies(accepted, [d["mention"] for d in answer["shown"]],
+                                    [d["text"] for d in answer["shown"]])
     new_data = apply_revisions(data, changed)
     write_text_atomic(folder / "domain.yaml", "# written by eval.refine: the definitions this "
                       "round's annotators used\n" + yaml.safe_dump(new_data, sort_keys=False,

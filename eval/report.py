@@ -60,7 +60,7 @@ from pathlib import Path
 
 from core.cli import make_parser, run
 from core.io import ConfigError
-from eval.config import InferenceConfig, read_config_data
+from eval.config import InferenceConfig, ablation_output_dir, read_config_data
 from eval.paper import DEFAULT_PAPER
 from eval.report_build import build
 from eval.report_files import write
@@ -106,9 +106,7 @@ def infer_run_dir(config: str, overrides: list[str], ablation: str | None) -> Pa
     a run; says on stdout which run is scored."""
     output_dir = str(read_config_data(config, overrides).get("output_dir") or
                      InferenceConfig.output_dir)
-    if ablation:
-        output_dir = f"{output_dir.rstrip('/')}-{ablation}"
-    run_dir = Path(output_dir)
+    run_dir = Path(ablation_output_dir(output_dir, ablation) if ablation else output_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: no run of {config} here (make infer CONFIG={config} "
                           "writes it; or name a run: make eval OUT=<run dir>)")

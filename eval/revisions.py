@@ -23,7 +23,7 @@ from typing import Any
 from core.io import ProjectError
 from core.leakage import find_leaks
 from core.mappings import Domain
-from eval.agreement import Disagreement
+from eval.agreement import Disagreement, normalise
 
 PROBLEMS = ("not_json", "not_object", "unknown_label", "not_asked", "duplicate_label",
             "dropped_label", "empty_definition")
@@ -33,11 +33,6 @@ DIFF_WIDTH = 80
 
 class RevisionError(ProjectError):
     """A revision request or result that cannot be used as given (a label the domain lacks)."""
-
-
-def collapse(text: str) -> str:
-    """Whitespace runs to one space, ends stripped: how definitions are compared and kept."""
-    return " ".join(text.split())
 
 
 def supervisor_schema(names: Sequence[str], max_chars: int) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def read_revisions(answer: str, asked: Sequence[str], domain: Domain) -> Revisio
     lookup = domain.tag_lookup()
     answered: dict[str, str] = {}  # tag -> the key that answered it
     for key, text in value.items():
-        tag = lookup.get(collapse(key).lower())
+        tag = lookup.get(normalise(key).lower())
         if tag is None:
             problem("unknown_label", f"label {key!r}: unknown label, ignored")
             continue
@@ -128,8 +123,8 @@ def read_revisions(answer: str, asked: Sequence[str], domain: Domain) -> Revisio
             what = "blank" if isinstance(text, str) else f"a {type(text).__name__}, not a string"
             problem("empty_definition", f"label {key!r}: definition is {what}, current one kept")
             continue
-        text = collapse(text)
-        if text == collapse(domain.labels[tag].definition):
+        text = normalise(text)
+        if text == normalise(domain.labels[tag].definition):
             result.unchanged += 1
             result.notes.append(f"label {key!r}: definition unchanged")
             continue
@@ -181,7 +176,7 @@ def copied_from(text: str, mentions: Sequence[str], sentences: Sequence[str]) ->
         return len(phrase) >= MIN_COPY_CHARS and re.search(
             rf"(?<!\w){re.escape(phrase)}(?!\w)", text, flags) is not None
 
-    copied = {m for m in (" ".join(m.split()) for m in mentions) if found(m, re.IGNORECASE)}
+    copied = {m for m in map(normalise, mentions) if found(m, re.IGNORECASE)}
     for sentence in sentences:
         tokens = sentence.split()
         copied |= {name for name in _names(tokens) if found(name, 0)}
@@ -227,8 +222,8 @@ def apply_revisions(domain_data: Mapping[str, Any], revised: Mapping[str, str]) 
 def definition_diff(tag: str, old: str, new: str) -> str:
     """A unified diff of two definitions, whitespace collapsed (YAML folds it anyway) and wrapped
     at :data:`DIFF_WIDTH` characters, for the round log; ``""`` when they read the same."""
-    before = textwrap.wrap(collapse(old), DIFF_WIDTH)
-    after = textwrap.wrap(collapse(new), DIFF_WIDTH)
+    before = textwrap.wrap(normalise(old), DIFF_WIDTH)
+    after = textwrap.wrap(normalise(new), DIFF_WIDTH)
     lines = difflib.unified_diff(before, after, f"a/{tag}", f"b/{tag}", lineterm="")
     text = "\n".join(lines)
     return text + "\n" if text else ""
