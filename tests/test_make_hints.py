@@ -13,6 +13,7 @@ from core.io import ConfigError
 from eval.config import load_config
 from eval.report import infer_run_dir, main
 from tests.conftest import REPO
+from tests.test_readme import clean_env
 
 
 def problems(config: str, *overrides: str) -> list[str]:
@@ -91,6 +92,7 @@ def test_a_bare_eval_without_that_run_says_how_to_make_it(tmp_path: Path, capsys
     (["OUT=runs/x"], "-m eval.report --run runs/x --data data"),
 ])
 def test_make_eval_passes_on_what_make_infer_was_given(args: list[str], command: str) -> None:
+    # clean_env: without the calling make's MAKEFLAGS (make test PYTEST_ARGS="a b" leaked "b")
     done = subprocess.run(["make", "-n", "--no-print-directory", "eval", *args], cwd=REPO,
-                          capture_output=True, text=True, check=True)
+                          env=clean_env({}), capture_output=True, text=True, check=True)
     assert " ".join(done.stdout.splitlines()[-1].split()) == f".venv/dev/bin/python {command}"
